@@ -1,0 +1,25 @@
+"""URL map: the dashboard at /, the admin, the REST API under /api/, probes."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from monitoring import views as monitoring_views
+
+api_patterns = [
+    path("", include("monitoring.urls")),
+    path("", include("alerts.urls")),
+    path("", include("healthchecks.urls")),
+    path("", include("notifications.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/swagger/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-swagger"),
+    path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("healthz", monitoring_views.healthz, name="healthz"),
+    path("readyz", monitoring_views.readyz, name="readyz"),
+    path("", include("dashboard.urls")),
+]

@@ -1,0 +1,94 @@
+"""The API's response envelope: `{"success": true, ...}` on success and
+`{"success": false, "error": {"code", "message", "details"}}` on every failure."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+log = logging.getLogger("api")
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def ok(http_status: int = status.HTTP_200_OK, **payload) -> Response:
+    """A success response in the original design's envelope."""
+    return Response({"success": True, **payload}, status=http_status)
+
+
+def error_body(http_status: int, message: str, details=None, code: str | None = None) -> dict:
+    return {
+        "success": False,
+        "error": {
+            "code": code or ERROR_CODES.get(http_status, "error"),
+            "message": message,
+            "details": details if details is not None else {},
+        },
+    }
+
+
+def json_error(http_status: int, message: str, details=None, code: str | None = None) -> JsonResponse:
+    return JsonResponse(error_body(http_status, message, details, code), status=http_status)
+
+
+class Conflict(exceptions.APIException):
+    """An action that the object's current state does not allow (e.g. acknowledging a
+    resolved alert)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's state does not allow this."
+    default_code = "conflict"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than the server accepts."
+    default_code = "payload_too_large"
+
+
+def _message_for(exc: exceptions.APIException, data) -> str:
+    if isinstance(exc, exceptions.ValidationError):
+        return "The request is invalid; see details for each field."
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])
+    return str(exc.detail) if not isinstance(exc.detail, (dict, list)) else "Request failed."
+
+
+def exception_handler(exc, context):
+    """DRF's handler, with every error put in the envelope. Anything DRF does not know
+    (a bug) becomes a logged 500 in the envelope, never a traceback."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        log.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+        return Response(error_body(500, "Internal server error; the error is in the server log."), status=500)
+    data = response.data
+    details = data if isinstance(exc, exceptions.ValidationError) else {}
+    if isinstance(details, list):
+        details = {"non_field_errors": details}
+    code = None
+    if isinstance(exc, exceptions.APIException) and response.status_code not in ERROR_CODES:
+        code = exc.default_code
+    response.data = error_body(response.status_code, _message_for(exc, data), details, code)
+    return response

@@ -1,0 +1,43 @@
+"""Statuses and kinds of the monitoring app."""
+
+from django.db import models
+
+
+class TargetKind(models.TextChoices):
+    SERVICE = "service", "Service"
+    DATABASE = "database", "Database"
+    DEVICE = "device", "Device"
+    HOST = "host", "Host"
+    PROMETHEUS = "prometheus", "Prometheus exporter"
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    ADMIN = "admin", "Admin"
+
+
+class AuditSource(models.TextChoices):
+    ADMIN = "admin", "Django admin"
+    API = "api", "REST API"
+    DASHBOARD = "dashboard", "Dashboard"
+    CLI = "cli", "Command line"
+    SYSTEM = "system", "System"
+
+
+class AuditAction(models.TextChoices):
+    CREATE = "create", "Create"
+    UPDATE = "update", "Update"
+    DELETE = "delete", "Delete"
+    ACKNOWLEDGE = "acknowledge", "Acknowledge"
+    RESOLVE = "resolve", "Resolve"
+    SILENCE = "silence", "Silence"
+    ENABLE = "enable", "Enable"
+    DISABLE = "disable", "Disable"
+    RUN = "run", "Run"
+    TEST = "test", "Test"
+    IMPORT = "import", "Import"
+    LOGIN = "login", "Login"
+    LOGIN_FAILED = "login_failed", "Failed login"
+    LOGOUT = "logout", "Logout"
+    REVOKE = "revoke", "Revoke"
