@@ -1,0 +1,17 @@
+"""`/api/metrics`: GET lists and queries series (monitoring.api_queries), POST pushes a JSON
+batch through the one ingestion path (monitoring.api_ingest)."""
+
+from rest_framework.views import APIView
+
+from . import api_ingest, api_queries
+
+
+class MetricsView(APIView):
+    def get_permissions(self):
+        return api_ingest.push_permissions() if self.request.method == "POST" else super().get_permissions()
+
+    def get(self, request):
+        return api_queries.query_metrics(request)
+
+    def post(self, request):
+        return api_ingest.push_json(request)
