@@ -1,0 +1,55 @@
+"""The one place that writes an alert's history and fans a transition out to the rest of
+the system. Call both inside the transaction that changes the alert."""
+
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from dashboard.publish import GROUP_ALERTS, publish
+
+from .choices import AlertState
+from .models import Alert, AlertEvent
+
+
+def record_event(
+    *,
+    alert: Alert,
+    from_state: AlertState | str,
+    to_state: AlertState | str,
+    at: datetime,
+    actor: User | None = None,
+    actor_name: str = "engine",
+    value: float | None = None,
+    note: str = "",
+) -> AlertEvent:
+    """Write one AlertEvent and schedule what follows a transition once it commits."""
+    event = AlertEvent.objects.create(
+        alert=alert,
+        from_state=from_state or "",
+        to_state=to_state,
+        at=at,
+        actor=actor,
+        actor_name=actor.get_username() if actor is not None and actor_name == "engine" else actor_name,
+        value=value,
+        note=note,
+    )
+    after_transition(alert=alert, event=event)
+    return event
+
+
+def after_transition(*, alert: Alert, event: AlertEvent) -> None:
+    """What every transition causes, registered inside the transaction: the live update
+    (after commit). The notifications outbox rows are written here too, in the same
+    transaction, once the notifications app provides them."""
+    payload = {
+        "id": alert.pk,
+        "rule": alert.rule_id,
+        "state": str(event.to_state),
+        "from": str(event.from_state),
+        "severity": alert.severity,
+        "labels": alert.labels,
+        "value": event.value,
+        "at": event.at.isoformat(),
+    }
+    transaction.on_commit(lambda: publish(GROUP_ALERTS, "alert.transition", payload))
