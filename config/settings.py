@@ -88,6 +88,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 MONITORING_PORT = env_int("MONITORING_PORT", 5002)
 MONITORING_ENCRYPTION_KEY = env_secret("MONITORING_ENCRYPTION_KEY")
+# Earlier keys, comma-separated, still accepted for decryption (key rotation).
+MONITORING_ENCRYPTION_OLD_KEYS = [k.strip() for k in env_secret("MONITORING_ENCRYPTION_OLD_KEYS").split(",") if k.strip()]
 MONITORING_API_KEY_PEPPER = env_secret("MONITORING_API_KEY_PEPPER")
 MONITORING_ADMIN_PASSWORD = env_secret("MONITORING_ADMIN_PASSWORD")
 MONITORING_DEMO_CONFIG = env_str("MONITORING_DEMO_CONFIG", str(BASE_DIR / "config" / "demo-config.yaml"))
