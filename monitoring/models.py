@@ -1,6 +1,8 @@
 """State of the monitoring core: targets, metric series and samples, global settings,
 API keys and the append-only audit log."""
 
+import math
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -84,13 +86,29 @@ class MonitoringTarget(models.Model):
             ancestor = ancestor.parent
 
 
+class NaNFloatField(models.FloatField):
+    """A float whose NaN is stored as NULL. SQLite has no NaN (binding one stores NULL), so
+    both databases store it so and SQL aggregates skip NaN alike; Python reads NaN back."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["null"] = True
+        super().__init__(*args, **kwargs)
+
+    def from_db_value(self, value, expression, connection):
+        return math.nan if value is None else value
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return None if value is None or math.isnan(value) else value
+
+
 class Series(models.Model):
     """One time series: a metric name and a label set. `fingerprint` identifies it."""
 
     name = models.CharField(max_length=200, db_index=True)
     labels = models.JSONField(default=dict)
     fingerprint = models.CharField(max_length=32, unique=True)
-    last_value = models.FloatField(null=True, blank=True)
+    last_value = NaNFloatField(blank=True, help_text="NaN until the first sample (see last_ts).")
     last_ts = models.BigIntegerField(null=True, blank=True, help_text="Epoch milliseconds of the last sample.")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -105,12 +123,15 @@ class Series(models.Model):
 
 class Sample(models.Model):
     """One sample; (series, ts) is the key, so a retried batch cannot store a sample twice.
-    Timestamps are epoch milliseconds, as in Prometheus."""
+    Timestamps are epoch milliseconds, as in Prometheus. On PostgreSQL the table is
+    partitioned by day of `ts` (migration 0003; monitoring.storage keeps the partitions).
+    NaN values are stored as NULL (NaNFloatField)."""
 
     pk = models.CompositePrimaryKey("series", "ts")
-    series = models.ForeignKey(Series, on_delete=models.CASCADE, db_constraint=False)
+    # The primary key (series, ts) is the series index; a second one would only slow inserts.
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, db_constraint=False, db_index=False)
     ts = models.BigIntegerField()
-    value = models.FloatField()
+    value = NaNFloatField()
 
     class Meta:
         indexes = [models.Index(fields=["ts"], name="sample_ts_idx")]

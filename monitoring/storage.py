@@ -1,0 +1,208 @@
+"""Bulk writes of series and samples, one implementation per database: PostgreSQL (array
+parameters, daily partitions of the sample table) and SQLite (executemany, JSON arrays)."""
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+
+from django.db import connection, transaction
+from psycopg import errors as pg_errors
+
+log = logging.getLogger("ingest")
+
+DAY_MS = 86_400_000
+SAMPLE_TABLE = "monitoring_sample"
+PARTITION_PREFIX = "monitoring_sample_p"
+# Partitions are made this many days ahead, so ingestion never waits for one.
+PARTITION_DAYS_AHEAD = 7
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def resolve_series(wanted: Mapping[str, tuple[str, dict[str, str]]], *, created_at: datetime) -> dict[str, int]:
+    """The id of every series in `wanted` (fingerprint -> (name, labels)), creating those
+    that do not exist yet. Safe against a concurrent writer creating the same series."""
+    fingerprints = sorted(wanted)  # one lock order for every writer: no deadlock between two
+    names = [wanted[fp][0] for fp in fingerprints]
+    labels = [json.dumps(wanted[fp][1], separators=(",", ":")) for fp in fingerprints]
+    created = connection.ops.adapt_datetimefield_value(created_at)
+    ids: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(
+                """
+                INSERT INTO monitoring_series (name, labels, fingerprint, created_at)
+                SELECT n, l, f, %s FROM unnest(%s::text[], %s::jsonb[], %s::text[]) AS t(n, l, f)
+                ON CONFLICT (fingerprint) DO NOTHING
+                RETURNING fingerprint, id
+                """,
+                [created, names, labels, fingerprints],
+            )
+            ids.update(cursor.fetchall())
+            rest = [fp for fp in fingerprints if fp not in ids]
+            if rest:
+                cursor.execute("SELECT fingerprint, id FROM monitoring_series WHERE fingerprint = ANY(%s)", [rest])
+                ids.update(cursor.fetchall())
+        else:
+            cursor.executemany(
+                "INSERT OR IGNORE INTO monitoring_series (name, labels, fingerprint, created_at)"
+                " VALUES (%s, %s, %s, %s)",
+                [(name, label, fp, created) for name, label, fp in zip(names, labels, fingerprints, strict=True)],
+            )
+            cursor.execute(
+                "SELECT fingerprint, id FROM monitoring_series WHERE fingerprint IN (SELECT value FROM json_each(%s))",
+                [json.dumps(fingerprints)],
+            )
+            ids.update(cursor.fetchall())
+    return ids
+
+
+def insert_samples(series_ids: list[int], timestamps: list[int], values: list[float | None]) -> None:
+    """Insert samples, skipping any (series, ts) already stored or repeated in the batch:
+    the first one stored wins, so a retried batch changes nothing."""
+    with connection.cursor() as cursor:
+        if is_postgres():
+            ensure_partitions(range(day_of(min(timestamps)), day_of(max(timestamps)) + 1))
+            _insert_samples_postgres(cursor, series_ids, timestamps, values)
+        else:
+            cursor.executemany(
+                "INSERT OR IGNORE INTO monitoring_sample (series_id, ts, value) VALUES (%s, %s, %s)",
+                list(zip(series_ids, timestamps, values, strict=True)),
+            )
+
+
+def _insert_samples_postgres(cursor, series_ids: list[int], timestamps: list[int], values: list) -> None:
+    sql = """
+        INSERT INTO monitoring_sample (series_id, ts, value)
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])
+        ON CONFLICT DO NOTHING
+    """
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, [series_ids, timestamps, values])
+    except pg_errors.CheckViolation:
+        # "no partition of relation found for row": a partition this process believed in
+        # was dropped (a cleanup with a shorter retention) or rolled back. Make them all.
+        _known_days.clear()
+        ensure_partitions(range(day_of(min(timestamps)), day_of(max(timestamps)) + 1))
+        cursor.execute(sql, [series_ids, timestamps, values])
+
+
+def lock_series(series_ids: list[int]) -> set[int]:
+    """Lock the rows of these series (in id order, so that concurrent batches cannot
+    deadlock) and return the ids that exist."""
+    if not series_ids:
+        return set()
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(
+                "SELECT id FROM monitoring_series WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [series_ids]
+            )
+        else:  # SQLite: the IMMEDIATE transaction already holds the database's write lock
+            cursor.execute(
+                "SELECT id FROM monitoring_series WHERE id IN (SELECT value FROM json_each(%s))",
+                [json.dumps(series_ids)],
+            )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def update_last_values(series_ids: list[int], timestamps: list[int], values: list[float | None]) -> None:
+    """Move each series' last value and time to the given sample where it is newer."""
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(
+                """
+                UPDATE monitoring_series AS s SET last_value = v.value, last_ts = v.ts
+                FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS v(id, ts, value)
+                WHERE s.id = v.id AND (s.last_ts IS NULL OR s.last_ts < v.ts)
+                """,
+                [series_ids, timestamps, values],
+            )
+        else:
+            cursor.executemany(
+                "UPDATE monitoring_series SET last_value = %s, last_ts = %s"
+                " WHERE id = %s AND (last_ts IS NULL OR last_ts < %s)",
+                [(v, ts, sid, ts) for sid, ts, v in zip(series_ids, timestamps, values, strict=True)],
+            )
+
+
+# --- PostgreSQL daily partitions ---------------------------------------------------------
+
+# Days (epoch day numbers) known to have a partition, so a batch checks them without a query.
+_known_days: set[int] = set()
+
+
+def day_of(ms: int) -> int:
+    return ms // DAY_MS
+
+
+def partition_name(day: int) -> str:
+    return f"{PARTITION_PREFIX}{(date(1970, 1, 1) + timedelta(days=day)):%Y%m%d}"
+
+
+def partition_day(name: str) -> int | None:
+    """The epoch day of a partition named by partition_name(), or None for another table."""
+    if not name.startswith(PARTITION_PREFIX):
+        return None
+    try:
+        day = datetime.strptime(name[len(PARTITION_PREFIX) :], "%Y%m%d").replace(tzinfo=UTC).date()
+    except ValueError:
+        return None
+    return (day - date(1970, 1, 1)).days
+
+
+def existing_partitions() -> dict[int, str]:
+    """Epoch day -> name of every daily partition of the sample table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname FROM pg_inherits i
+            JOIN pg_class c ON c.oid = i.inhrelid
+            JOIN pg_class p ON p.oid = i.inhparent
+            WHERE p.relname = %s AND p.relnamespace = to_regnamespace(current_schema())::oid
+            """,
+            [SAMPLE_TABLE],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    return {day: name for name in names if (day := partition_day(name)) is not None}
+
+
+def ensure_partitions(days: Iterable[int]) -> list[str]:
+    """Create the daily partitions of these days that do not exist; returns the names created.
+    A partition is made empty and then attached, which locks the sample table only in SHARE
+    UPDATE EXCLUSIVE mode: inserts and queries go on (CREATE TABLE ... PARTITION OF would
+    take an ACCESS EXCLUSIVE lock)."""
+    wanted = set(days) - _known_days
+    if not wanted:
+        return []
+    existing = existing_partitions()
+    created = []
+    with connection.cursor() as cursor:
+        for day in sorted(wanted - set(existing)):
+            name = partition_name(day)
+            cursor.execute(f"CREATE TABLE {name} (LIKE {SAMPLE_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            cursor.execute(
+                f"ALTER TABLE {SAMPLE_TABLE} ATTACH PARTITION {name} "
+                f"FOR VALUES FROM ({day * DAY_MS}) TO ({(day + 1) * DAY_MS})"
+            )
+            created.append(name)
+    if created:
+        log.info("created sample partitions %s", ", ".join(created))
+    # Remembered once committed: a rolled-back CREATE leaves no partition behind.
+    known = wanted | set(existing)
+    transaction.on_commit(lambda: _known_days.update(known))
+    return created
+
+
+def maintain_partitions(*, today: date, retention_days: int, days_ahead: int = PARTITION_DAYS_AHEAD) -> list[str]:
+    """Make sure every day that ingestion accepts has its partition: from the oldest day
+    inside the retention to `days_ahead` days after today. Does nothing on SQLite."""
+    if not is_postgres():
+        return []
+    first = (today - date(1970, 1, 1)).days - retention_days
+    last = (today - date(1970, 1, 1)).days + days_ahead
+    with transaction.atomic():
+        return ensure_partitions(range(first, last + 1))
