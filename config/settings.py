@@ -95,6 +95,8 @@ MONITORING_ADMIN_PASSWORD = env_secret("MONITORING_ADMIN_PASSWORD")
 MONITORING_DEMO_CONFIG = env_str("MONITORING_DEMO_CONFIG", str(BASE_DIR / "config" / "demo-config.yaml"))
 MONITORING_PUBLIC_URL = env_str("MONITORING_PUBLIC_URL", f"http://localhost:{MONITORING_PORT}")
 MONITORING_MAX_BODY_BYTES = env_int("MONITORING_MAX_BODY_BYTES", 10 * 1024 * 1024)
+# Django's own limit on request bodies, the same number: the API answers 413 above it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MONITORING_MAX_BODY_BYTES
 
 INSTALLED_APPS = [
     "daphne",
@@ -118,6 +120,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI/ReDoc assets, vendored JS) served by the app itself:
+    # no CDN, no separate web server needed on a closed network.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -254,6 +259,15 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    # Counted in the shared Redis cache, so every web process sees the same budget.
+    "DEFAULT_THROTTLE_CLASSES": ["monitoring.api_frame.AnonThrottle", "monitoring.api_frame.ApiKeyThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "120/minute"),
+        "key": env_str("API_THROTTLE_KEY", "6000/minute"),
+    },
+    # Proxies in front of the app whose X-Forwarded-For is trusted; 0 = use the peer address,
+    # so a client cannot pick its own throttle identity.
+    "NUM_PROXIES": env_int("API_TRUSTED_PROXIES", 0),
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SESSION_COOKIE_HTTPONLY = True
 
@@ -263,6 +277,8 @@ LOG_FILE = Path(env_str("MONITORING_LOG_FILE", str(VAR_DIR / "monitoring.log")))
 LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
 LOGGING = {
     "version": 1,
+    # The schema and its UIs need a viewer, like every other API call (key or session).
+    "SERVE_PERMISSIONS": ["monitoring.permissions.IsViewer"],
     "disable_existing_loggers": False,
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -273,6 +289,11 @@ LOGGING = {
             "class": "logging.handlers.RotatingFileHandler",
             "filename": str(LOG_FILE),
             "maxBytes": env_int("LOG_FILE_MAX_BYTES", 10 * 1024 * 1024),
+# WhiteNoise serves from STATIC_ROOT after `collectstatic` and, with finders on (default),
+# straight from the apps' and static/ directories, so a fresh clone needs no collectstatic.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+WHITENOISE_AUTOREFRESH = DEBUG
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on each start while it is missing
             "backupCount": env_int("LOG_FILE_BACKUPS", 5),
             "formatter": "line",
             "delay": True,

@@ -3,11 +3,14 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 log = logging.getLogger("api")
 
@@ -41,6 +44,19 @@ def error_body(http_status: int, message: str, details=None, code: str | None = 
             "details": details if details is not None else {},
         },
     }
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The failure envelope, for `extend_schema(responses={400: ErrorSerializer, ...})`."""
+
+    success = serializers.BooleanField(default=False)
+    error = ErrorDetailSerializer()
 
 
 def json_error(http_status: int, message: str, details=None, code: str | None = None) -> JsonResponse:
@@ -82,13 +98,74 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         log.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+        set_rollback()
         return Response(error_body(500, "Internal server error; the error is in the server log."), status=500)
     data = response.data
     details = data if isinstance(exc, exceptions.ValidationError) else {}
     if isinstance(details, list):
         details = {"non_field_errors": details}
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details = {"retry_after": int(exc.wait)}
     code = None
     if isinstance(exc, exceptions.APIException) and response.status_code not in ERROR_CODES:
         code = exc.default_code
     response.data = error_body(response.status_code, _message_for(exc, data), details, code)
     return response
+
+
+def _is_api_request(request: HttpRequest) -> bool:
+    from .middleware import is_api_path
+
+    return is_api_path(request.path)
+
+
+def bad_request(request: HttpRequest, exception: Exception, template_name: str = "400.html") -> HttpResponse:
+    """handler400: JSON under /api/ (a bad Host header, a malformed request), Django's page
+    elsewhere."""
+    if _is_api_request(request):
+        return json_error(400, "Bad request.")
+    return defaults.bad_request(request, exception, template_name)
+
+
+def server_error(request: HttpRequest, template_name: str = "500.html") -> HttpResponse:
+    """handler500: for errors outside any view (a failing middleware), JSON under /api/."""
+    if _is_api_request(request):
+        return json_error(500, "Internal server error; the error is in the server log.")
+    return defaults.server_error(request, template_name)
+
+
+# --- Throttling: per API key (or logged-in user) and per client address for anonymous calls,
+# counted in the shared cache (Redis) so every web process sees the same counts.
+
+
+class _CurrentRateMixin:
+    def get_rate(self) -> str | None:
+        # DRF reads the rates once, when its module is imported; read them per request so
+        # a rate changed in settings (tests, a reload) takes effect.
+        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        if self.scope not in rates:
+            raise ImproperlyConfigured(f"No throttle rate for scope {self.scope!r}.")
+        return rates[self.scope]
+
+
+class AnonThrottle(_CurrentRateMixin, throttling.AnonRateThrottle):
+    """Anonymous callers, by client address (only views that let them in are reached)."""
+
+    scope = "anon"
+
+
+class ApiKeyThrottle(_CurrentRateMixin, throttling.SimpleRateThrottle):
+    """Authenticated callers: one budget per API key, or per user for session logins."""
+
+    scope = "key"
+
+    def get_cache_key(self, request, view) -> str | None:
+        from .models import ApiKey
+
+        if isinstance(request.auth, ApiKey):
+            ident = f"key{request.auth.pk}"
+        elif request.user and request.user.is_authenticated:
+            ident = f"user{request.user.pk}"
+        else:
+            return None  # anonymous: AnonThrottle counts those
+        return self.cache_format % {"scope": self.scope, "ident": ident}

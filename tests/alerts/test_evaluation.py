@@ -1,16 +1,36 @@
 """The evaluation service on the database, and the on-ingest trigger that schedules it."""
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
 import pytest
 from django.test import override_settings
 
 from alerts import triggers
+from alerts.engine import label_fingerprint
 from alerts.models import AlertRule
+from monitoring.instant import epoch_ms
+from monitoring.models import Sample, Series
 from monitoring.redis import redis_client
 
 
 def make_rule(key: str = "cpu-high", **fields: object) -> AlertRule:
     defaults = {"name": key, "metric": "cpu_usage_percent", "comparison": ">", "threshold": 80.0, "duration": 0}
     return AlertRule.objects.create(key=key, **(defaults | fields))
+
+
+def store_samples(metric: str, labels: Mapping[str, str], points: Sequence[tuple[datetime, float]]) -> Series:
+    """Store samples of one series as the ingestion path leaves them: the rows, and the
+    series' last value and time."""
+    series, _ = Series.objects.get_or_create(
+        fingerprint=label_fingerprint({"__name__": metric, **labels}), defaults={"name": metric, "labels": dict(labels)}
+    )
+    Sample.objects.bulk_create([Sample(series=series, ts=epoch_ms(at), value=value) for at, value in points])
+    newest_at, newest_value = max(points, key=lambda point: point[0])
+    if series.last_ts is None or epoch_ms(newest_at) >= series.last_ts:
+        series.last_ts, series.last_value = epoch_ms(newest_at), newest_value
+        series.save(update_fields=["last_ts", "last_value"])
+    return series
 
 
 @pytest.mark.django_db
