@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate, post_save, pre_save
 
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import signals
+        from .models import GlobalSettings
+
+        post_migrate.connect(signals.sync_schedule_after_migrate, sender=self, dispatch_uid="monitoring-schedule-sync")
+        pre_save.connect(signals.remember_intervals, sender=GlobalSettings, dispatch_uid="monitoring-schedule-before")
+        post_save.connect(
+            signals.apply_changed_intervals, sender=GlobalSettings, dispatch_uid="monitoring-schedule-apply"
+        )
