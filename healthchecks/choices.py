@@ -18,3 +18,15 @@ class HealthStatus(models.TextChoices):
     WARNING = "warning", "Warning"
     CRITICAL = "critical", "Critical"
     UNKNOWN = "unknown", "Unknown"
+
+
+class PingKind(models.TextChoices):
+    """What a heartbeat ping reports: `/api/heartbeat/{uuid}`, `/fail` or `/start`."""
+
+    SUCCESS = "success", "Success"
+    FAIL = "fail", "Failure"
+    START = "start", "Start"
+
+
+# A result's status as the service's health: up (1) or down (0). Warning is degraded but up.
+UP_STATUSES = frozenset({HealthStatus.HEALTHY, HealthStatus.WARNING})

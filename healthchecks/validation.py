@@ -31,6 +31,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "max_response_time",
             "follow_redirects",
             "verify_tls",
+            "ca_file",
             "timeout",
         }
     ),
@@ -39,7 +40,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     CheckKind.CUSTOM: frozenset({"command", "timeout"}),
     CheckKind.HEARTBEAT: frozenset({"timeout"}),
     CheckKind.TLS_CERTIFICATE: frozenset(
-        {"host", "port", "server_name", "warning_days", "critical_days", "verify", "timeout"}
+        {"host", "port", "server_name", "warning_days", "critical_days", "verify", "ca_file", "timeout"}
     ),
     CheckKind.DNS: frozenset({"name", "record_type", "expected", "nameserver", "port", "timeout"}),
 }
@@ -134,6 +135,14 @@ def _port(config: Mapping, key: str, errors: list[str], *, required: bool) -> No
         errors.append(f"{key} {value!r} is not a port number (1-65535)")
 
 
+def _ca_file(config: Mapping, errors: list[str]) -> None:
+    path = config.get("ca_file")
+    if path is None:
+        return
+    if not isinstance(path, str) or not os.path.isfile(path) or not os.access(path, os.R_OK):
+        errors.append(f"ca_file {path!r} does not exist or is not readable")
+
+
 def _host(config: Mapping, errors: list[str], endpoint: str | None, *, key: str = "host") -> None:
     value = config.get(key)
     if value is None:
@@ -211,6 +220,7 @@ def _http(config: Mapping, errors: list[str], endpoint: str | None) -> None:
     _number(config, "max_response_time", errors)
     _bool(config, "follow_redirects", errors)
     _bool(config, "verify_tls", errors)
+    _ca_file(config, errors)
 
 
 def _custom(config: Mapping, errors: list[str]) -> None:
@@ -266,6 +276,7 @@ def _tls(config: Mapping, errors: list[str], endpoint: str | None) -> None:
     if isinstance(warning, (int, float)) and isinstance(critical, (int, float)) and critical > warning:
         errors.append(f"critical_days ({critical}) must not be more than warning_days ({warning})")
     _bool(config, "verify", errors)
+    _ca_file(config, errors)
 
 
 def check_config_errors(kind: str, config: dict, *, endpoint: str | None = None) -> list[str]:
