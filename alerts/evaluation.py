@@ -18,6 +18,7 @@ from .choices import AlertState, Severity
 from .engine import AlertStatus, Evaluation, InstantValue, RuleSpec, RuleSpecError, Transition, evaluate, is_due
 from .history import record_event
 from .models import Alert, AlertRule
+from .silencing import AlertFacts, SilenceSet, current_silences, decide_suppression
 
 log = logging.getLogger("alerts.evaluation")
 
@@ -111,12 +112,13 @@ def evaluate_rules(
 
     transitions: Counter[str] = Counter()
     refresh: list[Alert] = []
+    hold_back = HoldBack(now)
     for rule_id, (_, spec) in specs.items():
         values = values_by_metric[spec.metric]
         alerts = open_alerts[rule_id]
         outcome = evaluate(spec, values, [alert_status(alert) for alert in alerts], now)
         if _changes_state(alerts, outcome):
-            for transition in write_rule_evaluation(rule_id, values, now=now):
+            for transition in write_rule_evaluation(rule_id, values, now=now, hold_back=hold_back):
                 transitions[transition.to_state] += 1
         else:
             refresh.extend(_refreshed(alerts, outcome))
@@ -136,10 +138,13 @@ def evaluate_rules(
     return summary
 
 
-def write_rule_evaluation(rule_id: int, values: Sequence[InstantValue], *, now: datetime) -> list[Transition]:
+def write_rule_evaluation(
+    rule_id: int, values: Sequence[InstantValue], *, now: datetime, hold_back: "HoldBack | None" = None
+) -> list[Transition]:
     """Evaluate one rule on its open alerts as stored, under a lock on the rule's row, and
     write the transitions, their events and the alerts' new state in one transaction.
     Returns the transitions written (none when another evaluation got there first)."""
+    hold_back = hold_back or HoldBack(now)
     with transaction.atomic():
         rule = AlertRule.objects.select_for_update().filter(pk=rule_id, enabled=True).first()
         if rule is None:
@@ -153,12 +158,12 @@ def write_rule_evaluation(rule_id: int, values: Sequence[InstantValue], *, now: 
         written = []
         for transition in outcome.transitions:
             if transition.from_state is None:
-                alert = _open_alert(rule, transition, outcome.alerts[transition.fingerprint], targets)
+                alert = _open_alert(rule, transition, outcome.alerts[transition.fingerprint], targets, hold_back)
                 if alert is None:
                     continue
             else:
                 alert = alerts[transition.fingerprint]
-                _apply_transition(alert, transition, outcome.alerts.get(transition.fingerprint))
+                _apply_transition(alert, transition, outcome.alerts.get(transition.fingerprint), hold_back)
             record_event(
                 alert=alert,
                 from_state=transition.from_state or "",
@@ -255,7 +260,9 @@ def _targets_of(label_sets: Iterable[Mapping[str, str]]) -> dict[str, int]:
     return dict(MonitoringTarget.objects.filter(slug__in=slugs).values_list("slug", "id"))
 
 
-def _open_alert(rule: AlertRule, transition: Transition, status: AlertStatus, targets: dict[str, int]) -> Alert | None:
+def _open_alert(
+    rule: AlertRule, transition: Transition, status: AlertStatus, targets: dict[str, int], hold_back: "HoldBack"
+) -> Alert | None:
     """Create the alert of a new (rule, series); None when one is already open, which only
     a writer that bypassed the rule lock can cause: the partial unique constraint refuses
     the second one and this evaluation leaves the first alone."""
@@ -273,6 +280,7 @@ def _open_alert(rule: AlertRule, transition: Transition, status: AlertStatus, ta
         last_true_at=status.last_true_at,
         created_at=transition.at,
     )
+    hold_back.decide(alert)
     try:
         with transaction.atomic():
             alert.save()
@@ -282,21 +290,67 @@ def _open_alert(rule: AlertRule, transition: Transition, status: AlertStatus, ta
     return alert
 
 
-def _apply_transition(alert: Alert, transition: Transition, status: AlertStatus | None) -> None:
+def _apply_transition(alert: Alert, transition: Transition, status: AlertStatus | None, hold_back: "HoldBack") -> None:
     alert.state = transition.to_state
     if transition.value is not None:
         alert.value = transition.value
     fields = ["state", "value", "updated_at"]
     if transition.to_state == AlertState.ACTIVE:
-        # Firing from pending.
+        # Firing from pending: whether its notification is held back is decided afresh.
         alert.fired_at = transition.at
         alert.last_true_at = status.last_true_at if status else transition.at
-        fields += ["fired_at", "last_true_at"]
+        hold_back.decide(alert)
+        fields += ["fired_at", "last_true_at", "silenced", "suppressed_by"]
     elif transition.to_state == AlertState.RESOLVED:
         alert.resolved_at = transition.at
         alert.next_escalation_at = None
         fields += ["resolved_at", "next_escalation_at"]
     alert.save(update_fields=fields)
+
+
+class HoldBack:
+    """Decides, in the transaction that records a new or newly firing alert, what holds its
+    notifications back: a silence or maintenance window (`silenced`), or a firing alert on a
+    parent target (`suppressed_by`), so whatever follows the transition sees it at once.
+    The silences, the target tree and the firing alerts are loaded once per round, on first
+    use; the silencing module's own passes keep the flags current afterwards."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._silences: SilenceSet | None = None
+        self._parents: dict[str, str | None] | None = None
+        self._firing: list[AlertFacts] | None = None
+
+    def decide(self, alert: Alert) -> None:
+        facts = AlertFacts(
+            id=alert.pk or 0,  # a new alert has no id yet; only its ancestors' ids matter
+            rule_id=alert.rule_id,
+            labels=alert.labels,
+            target=alert.labels.get("target") or None,
+            rule_key=alert.rule.key,
+            severity=alert.severity,
+            firing=alert.state in (AlertState.ACTIVE, AlertState.ACKNOWLEDGED),
+        )
+        if self._silences is None:
+            self._silences = current_silences(self.now)
+        alert.silenced = self._silences.is_silenced(facts)
+        alert.suppressed_by_id = self._suppressor(facts)
+
+    def _suppressor(self, facts: AlertFacts) -> int | None:
+        if self._parents is None:
+            self._parents = dict(
+                MonitoringTarget.objects.filter(parent__isnull=False).values_list("slug", "parent__slug")
+            )
+        if not facts.target or facts.target not in self._parents:
+            return None
+        if self._firing is None:
+            self._firing = [
+                AlertFacts(id=pk, rule_id=rule_id, labels=labels, target=slug or labels.get("target"), firing=True)
+                for pk, rule_id, labels, slug in Alert.objects.firing().values_list(
+                    "pk", "rule_id", "labels", "target__slug"
+                )
+            ]
+        return decide_suppression([facts, *self._firing], self._parents).get(facts.id)
 
 
 def _message(rule: AlertRule, value: float | None) -> str:

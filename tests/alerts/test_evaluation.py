@@ -1,16 +1,22 @@
 """The evaluation service on the database, and the on-ingest trigger that schedules it."""
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from alerts import triggers
-from alerts.engine import label_fingerprint
-from alerts.models import AlertRule
-from monitoring.instant import epoch_ms
-from monitoring.models import Sample, Series
+from alerts.choices import AlertState
+from alerts.evaluation import evaluate_rules
+from alerts.lifecycle import resolve_alert
+from alerts.models import Alert, AlertEvent, AlertRule, Silence
+from alerts.tasks import evaluate_rules_task
+from monitoring.choices import AuditSource
+from monitoring.ingest import SampleIn, ingest_samples
+from monitoring.instant import instant_vectors
+from monitoring.models import MonitoringTarget
 from monitoring.redis import redis_client
 
 
@@ -19,18 +25,13 @@ def make_rule(key: str = "cpu-high", **fields: object) -> AlertRule:
     return AlertRule.objects.create(key=key, **(defaults | fields))
 
 
-def store_samples(metric: str, labels: Mapping[str, str], points: Sequence[tuple[datetime, float]]) -> Series:
-    """Store samples of one series as the ingestion path leaves them: the rows, and the
-    series' last value and time."""
-    series, _ = Series.objects.get_or_create(
-        fingerprint=label_fingerprint({"__name__": metric, **labels}), defaults={"name": metric, "labels": dict(labels)}
+def store_samples(metric: str, labels: Mapping[str, str], points: Sequence[tuple[datetime, float]]) -> None:
+    """Store samples of one series through the ingestion path."""
+    result = ingest_samples(
+        [SampleIn(metric, labels, value, at.timestamp()) for at, value in points],
+        now=max(at for at, _ in points),
     )
-    Sample.objects.bulk_create([Sample(series=series, ts=epoch_ms(at), value=value) for at, value in points])
-    newest_at, newest_value = max(points, key=lambda point: point[0])
-    if series.last_ts is None or epoch_ms(newest_at) >= series.last_ts:
-        series.last_ts, series.last_value = epoch_ms(newest_at), newest_value
-        series.save(update_fields=["last_ts", "last_value"])
-    return series
+    assert result.accepted == len(points), result.rejected
 
 
 @pytest.mark.django_db
@@ -79,3 +80,236 @@ def test_trigger_does_not_raise_when_redis_is_away(caplog: pytest.LogCaptureFixt
     finally:
         redis_client.cache_clear()
     assert "Redis unavailable" in caplog.text
+
+
+# --- The evaluation service -----------------------------------------------------------------
+
+
+@pytest.fixture
+def t0() -> datetime:
+    return timezone.now().replace(microsecond=0)
+
+
+def events_of(alert: Alert) -> list[tuple[str, str, datetime, float | None]]:
+    return [(e.from_state, e.to_state, e.at, e.value) for e in alert.events.order_by("at", "id")]
+
+
+@pytest.mark.django_db
+def test_pending_alert_fires_after_duration_then_resolves_with_events(t0: datetime) -> None:
+    rule = make_rule("cpu", duration=60, severity="high", labels={"team": "iot"})
+    values = {0: 85.0, 30: 90.0, 60: 95.0, 90: 50.0}
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0 + timedelta(seconds=s), v) for s, v in values.items()])
+
+    summaries = [evaluate_rules(now=t0 + timedelta(seconds=s)) for s in values]
+
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.RESOLVED
+    assert alert.labels == {"host": "gw-1", "team": "iot", "severity": "high"}
+    assert (alert.pending_since, alert.fired_at, alert.resolved_at) == (
+        t0,
+        t0 + timedelta(seconds=60),
+        t0 + timedelta(seconds=90),
+    )
+    assert events_of(alert) == [
+        ("", "pending", t0, 85.0),
+        ("pending", "active", t0 + timedelta(seconds=60), 95.0),
+        ("active", "resolved", t0 + timedelta(seconds=90), 50.0),
+    ]
+    assert all(e.actor_name == "engine" for e in alert.events.all())
+    assert [s.transitions for s in summaries] == [{"pending": 1}, {}, {"active": 1}, {"resolved": 1}]
+    rule.refresh_from_db()
+    assert rule.last_evaluated_at == t0 + timedelta(seconds=90)
+
+
+@pytest.mark.django_db
+def test_open_alert_value_follows_the_series_without_events(t0: datetime) -> None:
+    make_rule("cpu", duration=300)
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 85.0), (t0 + timedelta(seconds=30), 97.5)])
+    evaluate_rules(now=t0)
+    evaluate_rules(now=t0 + timedelta(seconds=30))
+    alert = Alert.objects.get()
+    assert (alert.state, alert.value, alert.last_true_at) == (AlertState.PENDING, 97.5, t0 + timedelta(seconds=30))
+    assert len(events_of(alert)) == 1
+
+
+@pytest.mark.django_db
+def test_pending_alert_dropped_as_inactive_when_condition_clears(t0: datetime) -> None:
+    make_rule("cpu", duration=300)
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 85.0), (t0 + timedelta(seconds=60), 20.0)])
+    evaluate_rules(now=t0)
+    evaluate_rules(now=t0 + timedelta(seconds=60))
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.INACTIVE
+    assert [e[:2] for e in events_of(alert)] == [("", "pending"), ("pending", "inactive")]
+
+
+@pytest.mark.django_db
+def test_manually_resolved_alert_still_true_starts_a_new_pending_alert(t0: datetime, users: dict) -> None:
+    rule = make_rule("cpu", duration=60)
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0 + timedelta(seconds=s), 95.0) for s in (0, 60, 120)])
+    evaluate_rules(now=t0)
+    evaluate_rules(now=t0 + timedelta(seconds=60))
+    first = Alert.objects.get()
+    assert first.state == AlertState.ACTIVE
+
+    resolve_alert(alert_id=first.id, user=users["operator"], source=AuditSource.API, now=t0 + timedelta(seconds=90))
+    evaluate_rules(now=t0 + timedelta(seconds=120))
+
+    first.refresh_from_db()
+    assert first.state == AlertState.RESOLVED and first.resolved_by == users["operator"]
+    second = Alert.objects.exclude(pk=first.pk).get()
+    assert (second.rule, second.fingerprint, second.state) == (rule, first.fingerprint, AlertState.PENDING)
+    assert second.pending_since == t0 + timedelta(seconds=120)
+    assert events_of(second) == [("", "pending", t0 + timedelta(seconds=120), 95.0)]
+
+
+@pytest.mark.django_db
+def test_absent_series_resolves_firing_alert(t0: datetime) -> None:
+    make_rule("cpu")
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 95.0)])
+    evaluate_rules(now=t0)
+    evaluate_rules(now=t0 + timedelta(seconds=300))  # the sample is exactly at the lookback's edge
+    assert Alert.objects.get().state == AlertState.ACTIVE
+    evaluate_rules(now=t0 + timedelta(seconds=301))
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.RESOLVED
+    assert events_of(alert)[-1] == ("active", "resolved", t0 + timedelta(seconds=301), None)
+
+
+@pytest.mark.django_db
+def test_one_alert_per_series_matching_the_rule(t0: datetime) -> None:
+    rule = make_rule("up", metric="service_up", comparison="<", threshold=1, matchers={"env": "prod"})
+    for target, env, value in [("api", "prod", 0), ("db", "prod", 0), ("web", "prod", 1), ("dev-api", "dev", 0)]:
+        store_samples("service_up", {"target": target, "env": env}, [(t0, float(value))])
+    store_samples("other_metric", {"target": "api", "env": "prod"}, [(t0, 0.0)])
+    evaluate_rules(now=t0)
+    assert sorted(a.labels["target"] for a in Alert.objects.filter(rule=rule, state=AlertState.ACTIVE)) == [
+        "api",
+        "db",
+    ]
+
+
+@pytest.mark.django_db
+def test_alert_target_is_set_from_the_target_label(t0: datetime) -> None:
+    api = MonitoringTarget.objects.create(name="Device API", slug="device_service")
+    make_rule("up", metric="service_up", comparison="<", threshold=1)
+    store_samples("service_up", {"target": "device_service"}, [(t0, 0.0)])
+    store_samples("service_up", {"target": "unknown_target"}, [(t0, 0.0)])
+    evaluate_rules(now=t0)
+    targets = {a.labels["target"]: a.target_id for a in Alert.objects.all()}
+    assert targets == {"device_service": api.id, "unknown_target": None}
+
+
+@pytest.mark.django_db
+def test_new_alert_under_a_silence_is_recorded_silenced(t0: datetime) -> None:
+    rule = make_rule("up", metric="service_up", comparison="<", threshold=1)
+    Silence.objects.create(rule=rule, starts_at=t0 - timedelta(minutes=1), ends_at=t0 + timedelta(hours=1))
+    store_samples("service_up", {"target": "api"}, [(t0, 0.0)])
+    evaluate_rules(now=t0)
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.ACTIVE and alert.silenced
+    assert [e[:2] for e in events_of(alert)] == [("", "active")]
+
+
+@pytest.mark.django_db
+def test_child_alert_is_suppressed_by_firing_parent_target_alert(t0: datetime) -> None:
+    gateway = MonitoringTarget.objects.create(name="Gateway", slug="gateway")
+    MonitoringTarget.objects.create(name="Sensor", slug="sensor", parent=gateway)
+    make_rule("up", metric="service_up", comparison="<", threshold=1)
+    store_samples("service_up", {"target": "gateway"}, [(t0, 0.0)])
+    evaluate_rules(now=t0)
+    store_samples("service_up", {"target": "sensor"}, [(t0 + timedelta(seconds=10), 0.0)])
+    evaluate_rules(now=t0 + timedelta(seconds=10))
+    parent = Alert.objects.get(labels__target="gateway")
+    child = Alert.objects.get(labels__target="sensor")
+    assert parent.suppressed_by_id is None
+    assert child.state == AlertState.ACTIVE and child.suppressed_by_id == parent.id
+
+
+@pytest.mark.django_db
+def test_resolve_after_keeps_firing_through_a_dip_and_stores_false_since(t0: datetime) -> None:
+    make_rule("cpu", resolve_after=120)
+    points = {0: 95.0, 60: 50.0, 120: 95.0, 180: 50.0, 240: 50.0, 300: 50.0}
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0 + timedelta(seconds=s), v) for s, v in points.items()])
+    evaluate_rules(now=t0)
+    evaluate_rules(now=t0 + timedelta(seconds=60))
+    alert = Alert.objects.get()
+    assert (alert.state, alert.false_since) == (AlertState.ACTIVE, t0 + timedelta(seconds=60))
+    evaluate_rules(now=t0 + timedelta(seconds=120))
+    alert.refresh_from_db()
+    assert (alert.state, alert.false_since) == (AlertState.ACTIVE, None)
+    for s in (180, 240):
+        evaluate_rules(now=t0 + timedelta(seconds=s))
+    assert Alert.objects.get().state == AlertState.ACTIVE
+    evaluate_rules(now=t0 + timedelta(seconds=300))
+    alert.refresh_from_db()
+    assert alert.state == AlertState.RESOLVED and alert.resolved_at == t0 + timedelta(seconds=300)
+    assert [e[:2] for e in events_of(alert)] == [("", "active"), ("active", "resolved")]
+
+
+@pytest.mark.django_db
+def test_evaluating_twice_at_once_writes_nothing_twice(t0: datetime) -> None:
+    make_rule("cpu")
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 95.0)])
+    first = evaluate_rules(now=t0)
+    again = evaluate_rules(now=t0)  # a redelivered task
+    assert (first.transitions, again.transitions) == ({"active": 1}, {})
+    assert AlertEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_older_evaluation_never_overwrites_a_newer_one(t0: datetime) -> None:
+    make_rule("cpu")
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 95.0), (t0 + timedelta(seconds=60), 20.0)])
+    evaluate_rules(now=t0)
+    evaluate_rules(now=t0 + timedelta(seconds=60))
+    late = evaluate_rules(now=t0 + timedelta(seconds=30))  # e.g. a beat task that waited in the queue
+    assert late.transitions == {}
+    assert [a.state for a in Alert.objects.all()] == [AlertState.RESOLVED]
+
+
+@pytest.mark.django_db
+def test_disabled_rules_are_not_evaluated(t0: datetime) -> None:
+    make_rule("cpu", enabled=False)
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 95.0)])
+    assert evaluate_rules(now=t0).evaluated == 0
+    assert not Alert.objects.exists()
+
+
+@pytest.mark.django_db
+def test_beat_round_skips_rules_whose_interval_has_not_elapsed(t0: datetime) -> None:
+    slow = make_rule("slow", evaluation_interval=300)
+    fast = make_rule("fast")  # the global interval, 60 s
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(t0, 95.0)])
+    assert evaluate_rules(now=t0, only_due=True).evaluated == 2
+    later = evaluate_rules(now=t0 + timedelta(seconds=60), only_due=True)
+    assert (later.evaluated, later.not_due) == (1, 1)
+    slow.refresh_from_db()
+    fast.refresh_from_db()
+    assert slow.last_evaluated_at == t0 and fast.last_evaluated_at == t0 + timedelta(seconds=60)
+    # On ingest (rule ids given) a rule is evaluated whatever its interval.
+    assert evaluate_rules([slow.id], now=t0 + timedelta(seconds=61)).evaluated == 1
+
+
+@pytest.mark.django_db
+def test_evaluation_task_returns_a_summary_line(t0: datetime) -> None:
+    rule = make_rule("cpu")
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(timezone.now(), 95.0)])
+    line = evaluate_rules_task.apply(kwargs={"rule_ids": [rule.id]}).get()
+    assert line == "evaluated 1 rule(s), 0 not due; transitions: active=1"
+
+
+@pytest.mark.django_db
+def test_internal_alert_metrics_go_through_ingestion(t0: datetime) -> None:
+    make_rule("cpu", severity="high")
+    make_rule("disk", metric="disk_usage_percent", severity="low", duration=600)
+    store_samples("cpu_usage_percent", {"host": "a"}, [(t0, 95.0)])
+    store_samples("cpu_usage_percent", {"host": "b"}, [(t0, 96.0)])
+    store_samples("disk_usage_percent", {"mount": "/"}, [(t0, 99.0)])
+    evaluate_rules(now=t0)
+
+    vectors = instant_vectors(["active_alerts", "alerts_fired_total"], t0)
+    active = {s.labels["severity"]: s.value for s in vectors["active_alerts"]}
+    assert active == {"low": 0.0, "medium": 0.0, "high": 2.0, "critical": 0.0}  # the pending one does not count
+    fired = {(s.labels["rule"], s.labels["severity"]): s.value for s in vectors["alerts_fired_total"]}
+    assert fired == {("cpu", "high"): 2.0}
