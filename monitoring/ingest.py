@@ -3,14 +3,13 @@ validates them by Prometheus's rules, stores the good ones in bulk and tells the
 engine which metrics changed."""
 
 import hashlib
-import importlib.util
 import logging
 import math
 import re
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -39,6 +38,7 @@ class RejectReason(StrEnum):
     """Why a sample was not stored; the `reason` of a Rejection and a label of the
     rejected-samples counter."""
 
+    INVALID_SAMPLE = "invalid_sample"  # not an object with the fields of a sample (push API)
     INVALID_METRIC_NAME = "invalid_metric_name"
     METRIC_NAME_TOO_LONG = "metric_name_too_long"
     INVALID_LABELS = "invalid_labels"
@@ -178,11 +178,7 @@ class _StaleSeriesCache(Exception):
 
 
 def _notify_alert_engine(changed: frozenset[str]) -> None:
-    # The alert engine is built beside this module; until alerts.triggers exists there is
-    # nobody to tell.
-    if importlib.util.find_spec("alerts.triggers") is None:
-        return
-    from alerts import triggers
+    from alerts import triggers  # alerts imports monitoring: import at call time
 
     triggers.on_metrics_changed(changed)
 
@@ -318,17 +314,26 @@ def _store(keys: list[tuple], refs: list[int | None], timestamps: list[int], val
             if best is None or ms > timestamps[best]:
                 newest[series_id] = position
         series_ids = sorted(newest)
-        missing = set(series_ids) - storage.lock_series(series_ids)
-        if missing:
-            # Only a cached id can be missing: the others were found in this transaction.
-            raise _StaleSeriesCache(missing)
-        storage.update_last_values(
+        missing = storage.update_last_values(
             series_ids,
             [timestamps[newest[series_id]] for series_id in series_ids],
             [values[newest[series_id]] for series_id in series_ids],
         )
+        if missing:
+            # Only a cached id can be missing: the others were found in this transaction.
+            raise _StaleSeriesCache(missing)
         if found:
             transaction.on_commit(partial(_remember_series, found))
+
+
+def count_rejected(reasons: Iterable[str]) -> None:
+    """Count samples that a source rejected before they reached ingest_samples (a push
+    item that is not even an object)."""
+    tally = Tally(reasons)
+    with _stats_lock:
+        _rejected_by_reason.update(tally)
+    for reason, count in tally.items():
+        SAMPLES_REJECTED.labels(reason=reason).inc(count)
 
 
 def _count(accepted: int, rejections: list[Rejection], elapsed: float) -> None:

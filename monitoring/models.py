@@ -114,7 +114,9 @@ class Series(models.Model):
 
     class Meta:
         verbose_name_plural = "series"
-        indexes = [models.Index(fields=["name", "last_ts"])]
+        # No index may include last_value or last_ts: every batch moves them, and on
+        # PostgreSQL that update stays a cheap in-page (HOT) update only while no index
+        # covers them (docs/decisions.md, "Metric ingestion and storage").
 
     def __str__(self) -> str:
         inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
