@@ -214,6 +214,21 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TIMEZONE = "UTC"
 
+# --- Health checks ----------------------------------------------------------------------
+# Probes run on one asyncio loop per task: this many at once in a worker process, and a task
+# takes at most one batch of them, so it lasts about the longest timeout plus the jitter.
+HEALTHCHECK_CONCURRENCY = env_int("HEALTHCHECK_CONCURRENCY", 200)
+HEALTHCHECK_BATCH_SIZE = env_int("HEALTHCHECK_BATCH_SIZE", 200)
+HEALTHCHECK_JITTER_SECONDS = env_float("HEALTHCHECK_JITTER_SECONDS", 2.0)  # starts of a batch spread over this
+HEALTHCHECK_MAX_PER_TICK = env_int("HEALTHCHECK_MAX_PER_TICK", 5000)  # checks one dispatch tick hands out
+HEALTHCHECK_CLAIM_TIMEOUT = env_int("HEALTHCHECK_CLAIM_TIMEOUT", 600)  # a claim older than this is taken over
+HEALTHCHECK_RUN_REQUEST_TIMEOUT = env_float("HEALTHCHECK_RUN_REQUEST_TIMEOUT", 15.0)  # POST run waits this long
+HEALTHCHECK_OUTPUT_LIMIT = env_int("HEALTHCHECK_OUTPUT_LIMIT", 64 * 1024)  # bytes of custom stdout/stderr kept
+HEALTHCHECK_PING_METHOD = env_str("HEALTHCHECK_PING_METHOD", "auto")  # auto | socket | command
+HEALTHCHECK_QUEUE = env_str("HEALTHCHECK_QUEUE", "")  # Celery queue of check batches ("" = the default)
+if HEALTHCHECK_PING_METHOD not in ("auto", "socket", "command"):
+    raise ImproperlyConfigured(f"HEALTHCHECK_PING_METHOD={HEALTHCHECK_PING_METHOD!r} is not auto, socket or command")
+
 # --- Auth, API --------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -2,15 +2,24 @@
 
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from .choices import CheckKind, HealthStatus
+from .choices import CheckKind, HealthStatus, PingKind
+from .validation import check_config_errors
+
+# A batch of checks runs inside one Celery task, whose soft time limit is 240 s.
+MAX_CHECK_TIMEOUT = 120
 
 
 class HealthCheckQuerySet(models.QuerySet):
     def enabled(self):
         return self.filter(enabled=True)
+
+    def for_listing(self):
+        """Checks with their target and last result, in one query."""
+        return self.select_related("target", "last_result")
 
 
 class HealthCheck(models.Model):
@@ -34,9 +43,15 @@ class HealthCheck(models.Model):
     last_checked_at = models.DateTimeField(null=True, blank=True, db_index=True)
     next_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
     running_since = models.DateTimeField(null=True, blank=True, help_text="Claimed by a worker at this time.")
+    claim_token = models.UUIDField(null=True, blank=True, editable=False, help_text="Who holds the running claim.")
+    last_result = models.ForeignKey(
+        "HealthCheckResult", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     # Heartbeat checks: the uuid in the ping URL is the secret.
     ping_uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     last_ping_at = models.DateTimeField(null=True, blank=True)
+    last_ping_kind = models.CharField(max_length=10, choices=PingKind.choices, blank=True, default="")
+    last_start_at = models.DateTimeField(null=True, blank=True, help_text="Heartbeat: the last /start ping.")
     period = models.PositiveIntegerField(default=60, help_text="Heartbeat: seconds between expected pings.")
     grace = models.PositiveIntegerField(default=60, help_text="Heartbeat: seconds of lateness tolerated.")
     created_at = models.DateTimeField(default=timezone.now)
@@ -50,6 +65,33 @@ class HealthCheck(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Refuse a check that cannot run, with the reasons: the admin and the API both call it."""
+        errors: dict[str, list[str]] = {}
+        if not self.timeout or self.timeout > MAX_CHECK_TIMEOUT:
+            errors["timeout"] = [f"The timeout must be between 1 and {MAX_CHECK_TIMEOUT} seconds."]
+        if not self.interval:
+            errors["interval"] = ["The interval must be at least 1 second."]
+        for name in ("failure_threshold", "success_threshold"):
+            if not getattr(self, name):
+                errors[name] = ["A threshold must be at least 1."]
+        if self.kind == CheckKind.HEARTBEAT and not self.period:
+            errors["period"] = ["The period must be at least 1 second."]
+        endpoint = self.target.endpoint if self.target_id and self.target else ""
+        reasons = check_config_errors(self.kind, self.config, endpoint=endpoint)
+        if reasons:
+            errors["config"] = reasons
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def effective_timeout(self) -> float:
+        """The config's own `timeout` (as the config file may give one) wins over the field."""
+        value = self.config.get("timeout") if isinstance(self.config, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(min(value, MAX_CHECK_TIMEOUT))
+        return float(min(self.timeout or 1, MAX_CHECK_TIMEOUT))
 
 
 class HealthCheckResult(models.Model):
