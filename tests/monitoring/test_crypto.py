@@ -20,6 +20,15 @@ from monitoring.crypto import (
     reencrypt,
     token_key_id,
 )
+from notifications.choices import ChannelKind
+from notifications.models import NotificationChannel
+from notifications.secrets import (
+    get_channel_secrets,
+    is_secret_header,
+    merge_channel_settings,
+    set_channel_secrets,
+    split_channel_settings,
+)
 
 CONTEXT = "notifications.notificationchannel:7:secrets"
 
@@ -154,3 +163,76 @@ def test_malformed_old_key_names_its_position():
         pytest.raises(ImproperlyConfigured, match=r"MONITORING_ENCRYPTION_OLD_KEYS\[0\] must be 32 random bytes"),
     ):
         keyring_from_settings()
+
+
+# --- channel secrets (notifications.secrets) -------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_channel_secrets_round_trip_and_are_bound_to_their_row():
+    first = NotificationChannel.objects.create(key="mail", name="Mail", kind=ChannelKind.EMAIL)
+    second = NotificationChannel.objects.create(key="mail2", name="Mail 2", kind=ChannelKind.EMAIL)
+    set_channel_secrets(first, {"password": "app_password"})
+    first.save()
+
+    stored = NotificationChannel.objects.get(pk=first.pk)
+    assert "app_password" not in stored.secrets
+    assert get_channel_secrets(stored) == {"password": "app_password"}
+
+    second.secrets = stored.secrets  # copied to another row in the database
+    second.save()
+    with pytest.raises(DecryptionError, match="copied from another row"):
+        get_channel_secrets(second)
+
+
+@pytest.mark.django_db
+def test_empty_secrets_clear_the_column():
+    channel = NotificationChannel.objects.create(key="mail", name="Mail", kind=ChannelKind.EMAIL, secrets="old")
+    set_channel_secrets(channel, {})
+    assert channel.secrets == ""
+    assert get_channel_secrets(channel) == {}
+
+
+def test_secrets_need_a_saved_channel():
+    with pytest.raises(ValueError, match="save the notification channel first"):
+        set_channel_secrets(NotificationChannel(kind=ChannelKind.EMAIL), {"password": "x"})
+
+
+@pytest.mark.parametrize(
+    ("header", "secret"),
+    [
+        ("Authorization", True),
+        ("proxy-authorization", True),
+        ("Cookie", True),
+        ("X-API-Key", True),
+        ("X-Auth-Token", True),
+        ("X-Hub-Signature-256", True),
+        ("Content-Type", False),
+        ("Accept", False),
+        ("X-Request-Source", False),
+    ],
+)
+def test_webhook_headers_that_carry_credentials_are_secret(header, secret):
+    assert is_secret_header(header) is secret
+
+
+@pytest.mark.parametrize(
+    ("kind", "channel_config", "secret_part"),
+    [
+        (ChannelKind.EMAIL, {"smtp_server": "smtp", "username": "u", "password": "S1"}, {"password": "S1"}),
+        (ChannelKind.SLACK, {"webhook_url": "https://hooks/S2", "channel": "#a"}, {"webhook_url": "https://hooks/S2"}),
+        (ChannelKind.SMS, {"account_sid": "AC1", "auth_token": "S3"}, {"auth_token": "S3"}),
+        (ChannelKind.PAGERDUTY, {"integration_key": "S4", "severity_mapping": {}}, {"integration_key": "S4"}),
+        (
+            ChannelKind.WEBHOOK,
+            {"url": "https://x", "headers": {"Content-Type": "application/json", "Authorization": "Bearer S5"}},
+            {"headers": {"Authorization": "Bearer S5"}},
+        ),
+    ],
+)
+def test_channel_settings_split_into_config_and_secrets_and_merge_back(kind, channel_config, secret_part):
+    config, secret = split_channel_settings(kind, channel_config)
+    assert secret == secret_part
+    assert "S1" not in repr(config) and "S2" not in repr(config) and "S3" not in repr(config)
+    assert "S4" not in repr(config) and "S5" not in repr(config)
+    assert merge_channel_settings(config, secret) == channel_config
