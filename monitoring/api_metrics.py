@@ -10,6 +10,7 @@ class MetricsView(APIView):
     def get_permissions(self):
         return api_ingest.push_permissions() if self.request.method == "POST" else super().get_permissions()
 
+    @api_queries.query_schema
     def get(self, request):
         return api_queries.query_metrics(request)
 

@@ -78,3 +78,26 @@ def client_for(api_keys):
         return client
 
     return make
+
+
+@pytest.fixture
+def make_series(db):
+    """A stored series with the given (epoch ms, value) samples; its last value is the
+    newest sample's. Bypasses ingestion, so query tests control every row."""
+    from uuid import uuid4
+
+    from monitoring import storage
+    from monitoring.models import Sample, Series
+
+    def make(metric: str, labels: dict | None = None, samples=()) -> Series:
+        samples = sorted(samples)
+        last_ts, last_value = samples[-1] if samples else (None, None)
+        if storage.is_postgres():
+            storage.ensure_partitions({storage.day_of(ts) for ts, _ in samples})
+        series = Series.objects.create(
+            name=metric, labels=labels or {}, fingerprint=uuid4().hex, last_value=last_value, last_ts=last_ts
+        )
+        Sample.objects.bulk_create(Sample(series=series, ts=ts, value=value) for ts, value in samples)
+        return series
+
+    return make

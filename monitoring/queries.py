@@ -1,0 +1,221 @@
+"""Reads of stored metrics: series with their last value, and the points of series over a
+time range, raw or in time buckets (avg/min/max) computed by the database."""
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from django.db.models import Avg, BigIntegerField, Count, ExpressionWrapper, F, Max, Min, QuerySet
+
+from .models import Sample, Series
+
+# A range is returned raw while every series has at most this many samples in it;
+# otherwise in buckets of a default step chosen to stay at or under it.
+MAX_POINTS_PER_SERIES = 1000
+# As Prometheus: a step that would cut one series into more buckets than this is refused.
+MAX_BUCKETS_PER_SERIES = 11_000
+NAN = float("nan")
+# Steps that bucket boundaries fall on, so default buckets line up with the wall clock.
+NICE_STEPS_SECONDS = (
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+)  # fmt: skip
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered as asked; `parameter` names the culprit."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SeriesSelector:
+    """Which series: an exact metric name (or any) and exact label matchers."""
+
+    metric: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    id: int
+    metric: str
+    labels: Mapping[str, str]
+    last_value: float | None
+    last_ts: int | None  # epoch milliseconds
+
+
+@dataclass(frozen=True)
+class SeriesPage:
+    count: int  # every matching series, not only this page
+    series: tuple[SeriesInfo, ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A raw sample (count 1, min = max = value) or a bucket starting at `ts` whose value is
+    the average of its samples."""
+
+    ts: int  # epoch milliseconds
+    value: float
+    min: float
+    max: float
+    count: int
+
+
+@dataclass(frozen=True)
+class SeriesPoints:
+    series: SeriesInfo
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    count: int  # every matching series, not only this page
+    start_ms: int
+    end_ms: int
+    step_ms: int | None  # None: raw samples
+    series: tuple[SeriesPoints, ...]
+
+
+def select_series(selector: SeriesSelector) -> QuerySet:
+    """The series matching `selector`, ordered by metric name then id."""
+    queryset = Series.objects.all()
+    if selector.metric:
+        queryset = queryset.filter(name=selector.metric)
+    for key, value in selector.labels.items():
+        # A JSON key lookup works the same on SQLite and PostgreSQL (`contains` does not
+        # exist on SQLite); label names are validated, so the key is always a plain name.
+        queryset = queryset.filter(**{f"labels__{key}": value})
+    return queryset.order_by("name", "id")
+
+
+def _info(row: Series) -> SeriesInfo:
+    # A series with a last time but no last value last received NaN (stored as NULL).
+    last_value = _nan_if_none(row.last_value) if row.last_ts is not None else None
+    return SeriesInfo(row.id, row.name, row.labels, last_value, row.last_ts)
+
+
+def list_series(selector: SeriesSelector, *, limit: int, offset: int = 0) -> SeriesPage:
+    """One page of the matching series with their last value, in two queries."""
+    queryset = select_series(selector)
+    count = queryset.count()
+    rows = queryset.only("id", "name", "labels", "last_value", "last_ts")[offset : offset + limit] if count else []
+    return SeriesPage(count, tuple(_info(row) for row in rows))
+
+
+def iter_latest(*, chunk_size: int = 5000) -> Iterator[tuple[str, Mapping[str, str], float, int]]:
+    """(metric, labels, last value, last time in ms) of every series that has a sample,
+    ordered by metric name, read in chunks so a large fleet is never all in memory."""
+    rows = (
+        Series.objects.filter(last_ts__isnull=False)
+        .order_by("name", "id")
+        .values_list("name", "labels", "last_value", "last_ts")
+    )
+    for name, labels, value, ts in rows.iterator(chunk_size=chunk_size):
+        yield name, labels, _nan_if_none(value), ts
+
+
+def default_step_ms(start_ms: int, end_ms: int, max_points: int = MAX_POINTS_PER_SERIES) -> int:
+    """The smallest nice step (1 s, 2 s, 5 s ... 1 day, then whole days) that cuts the
+    range into at most `max_points` buckets."""
+    needed_seconds = max(end_ms - start_ms, 1) / 1000 / max_points
+    for step in NICE_STEPS_SECONDS:
+        if step >= needed_seconds:
+            return step * 1000
+    return math.ceil(needed_seconds / 86400) * 86400 * 1000
+
+
+def _nan_if_none(value: float | None) -> float:
+    return NAN if value is None else value
+
+
+def _samples_in(series_ids: list[int], start_ms: int, end_ms: int) -> QuerySet:
+    return Sample.objects.filter(series_id__in=series_ids, ts__gte=start_ms, ts__lte=end_ms)
+
+
+def _raw_points(series_ids: list[int], start_ms: int, end_ms: int) -> dict[int, list[Point]]:
+    points: dict[int, list[Point]] = {series_id: [] for series_id in series_ids}
+    rows = _samples_in(series_ids, start_ms, end_ms).order_by("series_id", "ts").values_list("series_id", "ts", "value")
+    for series_id, ts, value in rows:
+        value = NAN if value is None else value
+        points[series_id].append(Point(ts, value, value, value, 1))
+    return points
+
+
+def _bucketed_points(series_ids: list[int], start_ms: int, end_ms: int, step_ms: int) -> dict[int, list[Point]]:
+    # Integer division truncates on both SQLite and PostgreSQL (ts is a positive BIGINT),
+    # so a bucket is [k*step, (k+1)*step) and its start is the same whatever the range.
+    bucket = ExpressionWrapper(F("ts") / step_ms * step_ms, output_field=BigIntegerField())
+    rows = (
+        _samples_in(series_ids, start_ms, end_ms)
+        .annotate(bucket=bucket)
+        .values("series_id", "bucket")
+        .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("*"))
+        .order_by("series_id", "bucket")
+        .values_list("series_id", "bucket", "avg", "low", "high", "n")
+    )
+    points: dict[int, list[Point]] = {series_id: [] for series_id in series_ids}
+    for series_id, start, avg, low, high, n in rows:
+        # NaN is stored as NULL, which the aggregates skip: a bucket of NaN alone is NaN.
+        points[series_id].append(Point(start, _nan_if_none(avg), _nan_if_none(low), _nan_if_none(high), n))
+    return points
+
+
+def _largest_sample_count(series_ids: list[int], start_ms: int, end_ms: int) -> int:
+    counts = (
+        _samples_in(series_ids, start_ms, end_ms)
+        .values("series_id")
+        .annotate(n=Count("*"))
+        .order_by()
+        .values_list("n", flat=True)
+    )
+    return max(counts, default=0)
+
+
+def query_range(
+    selector: SeriesSelector,
+    *,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int | None = None,
+    limit: int,
+    offset: int = 0,
+    max_points: int = MAX_POINTS_PER_SERIES,
+) -> RangeResult:
+    """The points of one page of matching series between `start_ms` and `end_ms` (both
+    included).
+
+    With `step_ms`, always buckets of that size. Without it, raw samples while no series
+    has more than `max_points` in the range, else buckets of `default_step_ms`. The number
+    of queries (at most four) does not depend on the number of series."""
+    if end_ms <= start_ms:
+        raise QueryError("end", "end must be after start.")
+    if step_ms is not None:
+        if step_ms <= 0:
+            raise QueryError("step", "step must be positive.")
+        if (end_ms - start_ms) / step_ms > MAX_BUCKETS_PER_SERIES:
+            raise QueryError(
+                "step",
+                f"step is too small for the range: at most {MAX_BUCKETS_PER_SERIES} points per series; "
+                f"use a step of at least {math.ceil((end_ms - start_ms) / MAX_BUCKETS_PER_SERIES / 1000)} s.",
+            )
+    page = list_series(selector, limit=limit, offset=offset)
+    ids = [info.id for info in page.series]
+    if not ids:
+        return RangeResult(page.count, start_ms, end_ms, step_ms, ())
+    if step_ms is None and _largest_sample_count(ids, start_ms, end_ms) > max_points:
+        step_ms = default_step_ms(start_ms, end_ms, max_points)
+    if step_ms is None:
+        points = _raw_points(ids, start_ms, end_ms)
+    else:
+        points = _bucketed_points(ids, start_ms, end_ms, step_ms)
+    return RangeResult(
+        page.count,
+        start_ms,
+        end_ms,
+        step_ms,
+        tuple(SeriesPoints(info, tuple(points[info.id])) for info in page.series),
+    )
