@@ -229,6 +229,13 @@ HEALTHCHECK_QUEUE = env_str("HEALTHCHECK_QUEUE", "")  # Celery queue of check ba
 if HEALTHCHECK_PING_METHOD not in ("auto", "socket", "command"):
     raise ImproperlyConfigured(f"HEALTHCHECK_PING_METHOD={HEALTHCHECK_PING_METHOD!r} is not auto, socket or command")
 
+# --- Metrics: system collector, Prometheus scrape, /metrics ----------------------------------
+MONITORING_HOSTNAME = env_str("MONITORING_HOSTNAME")  # the system collector's `host` label (default: hostname)
+MONITORING_SCRAPE_CONCURRENCY = env_int("MONITORING_SCRAPE_CONCURRENCY", 64)  # exporters fetched at once per task
+MONITORING_SCRAPE_BATCH_SIZE = env_int("MONITORING_SCRAPE_BATCH_SIZE", 100)  # exporters per scrape task
+# /metrics without an API key: for a Prometheus that cannot send a bearer token.
+MONITORING_METRICS_ANONYMOUS = env_bool("MONITORING_METRICS_ANONYMOUS", False)
+
 # --- Auth, API --------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
