@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from monitoring import exposition
 from monitoring import views as monitoring_views
 
 api_patterns = [
@@ -26,6 +27,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("healthz", monitoring_views.healthz, name="healthz"),
     path("readyz", monitoring_views.readyz, name="readyz"),
+    path("metrics", exposition.metrics_view, name="monitoring-metrics-exposition"),
     path("", include("dashboard.urls")),
 ]
 
