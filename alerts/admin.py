@@ -1,0 +1,372 @@
+"""Admin of alerting: rules (where people edit them), alerts with their history and the
+acknowledge/resolve actions, silences, maintenance windows and escalation policies."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models, transaction
+from django.db.models import Count
+from django.http import HttpRequest
+from django.utils import timezone
+
+from monitoring.admin_audit import AuditedModelAdmin, EnableDisableAdmin, ReadOnlyAdmin
+from monitoring.audit import client_ip, snapshot
+from monitoring.choices import AuditSource
+
+from .lifecycle import AlertStateError, acknowledge_alert, resolve_alert, set_rule_enabled
+from .models import Alert, AlertEvent, AlertRule, EscalationPolicy, EscalationStep, MaintenanceWindow, Silence
+from .silencing import SilenceError, expire_silence, parse_matchers, refresh_silenced, silence_rule, validate_schedule
+
+SILENCE_ACTION_HOURS = 1
+
+
+def label_text(labels: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
+def _service_kwargs(request: HttpRequest) -> dict[str, Any]:
+    """What every lifecycle service wants to know about a person acting in the admin."""
+    return {"user": request.user, "source": AuditSource.ADMIN, "now": timezone.now(), "ip": client_ip(request)}
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(AuditedModelAdmin):
+    list_display = [
+        "name",
+        "key",
+        "metric",
+        "condition",
+        "duration",
+        "severity",
+        "enabled",
+        "escalation_policy",
+        "last_evaluated_at",
+    ]
+    list_filter = ["enabled", "severity", "comparison", "escalation_policy"]
+    search_fields = ["name", "key", "metric", "description"]
+    ordering = ["name"]
+    prepopulated_fields = {"key": ["name"]}
+    autocomplete_fields = ["escalation_policy", "channels"]
+    list_select_related = ["escalation_policy"]
+    readonly_fields = ["last_evaluated_at", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "key", "description", "enabled"]}),
+        (
+            "Condition",
+            {"fields": ["metric", "matchers", "comparison", "threshold", "duration", "resolve_after", "expr"]},
+        ),
+        ("Alerts", {"fields": ["severity", "labels", "channels", "escalation_policy", "evaluation_interval"]}),
+        ("History", {"fields": ["last_evaluated_at", "created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["enable_selected", "disable_selected", "silence_selected"]
+
+    @admin.display(description="condition")
+    def condition(self, obj: AlertRule) -> str:
+        return f"{obj.metric} {obj.comparison} {obj.threshold:g}"
+
+    def save_model(self, request: HttpRequest, obj: AlertRule, form: Any, change: bool) -> None:
+        stored_enabled = (
+            AlertRule.objects.filter(pk=obj.pk).values_list("enabled", flat=True).first() if change else None
+        )
+        wanted = obj.enabled
+        if change and stored_enabled is not None and stored_enabled != wanted:
+            # Through the lifecycle service, so disabling closes the rule's open alerts
+            # just as the action and the API do.
+            obj.enabled = stored_enabled
+            super().save_model(request, obj, form, change)
+            set_rule_enabled(rule_id=obj.pk, enabled=wanted, **_service_kwargs(request))
+            obj.enabled = wanted
+            return
+        super().save_model(request, obj, form, change)
+
+    def _set_enabled(self, request: HttpRequest, queryset: models.QuerySet, enabled: bool) -> int:
+        changed = 0
+        for rule_id in queryset.filter(enabled=not enabled).values_list("pk", flat=True):
+            set_rule_enabled(rule_id=rule_id, enabled=enabled, **_service_kwargs(request))
+            changed += 1
+        return changed
+
+    @admin.action(description="Enable selected alert rules", permissions=["change"])
+    def enable_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        count = self._set_enabled(request, queryset, True)
+        self.message_user(request, f"Enabled {count} rule(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected alert rules (closes their open alerts)", permissions=["change"])
+    def disable_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        count = self._set_enabled(request, queryset, False)
+        self.message_user(request, f"Disabled {count} rule(s).", messages.SUCCESS)
+
+    @admin.action(description=f"Silence selected alert rules for {SILENCE_ACTION_HOURS} hour", permissions=["silence"])
+    def silence_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        for rule_id in queryset.values_list("pk", flat=True):
+            silence_rule(rule_id=rule_id, duration_hours=SILENCE_ACTION_HOURS, **_service_kwargs(request))
+        self.message_user(
+            request, f"Silenced {queryset.count()} rule(s) for {SILENCE_ACTION_HOURS} hour.", messages.SUCCESS
+        )
+
+    def has_silence_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("alerts.add_silence")
+
+
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    fields = ["at", "from_state", "to_state", "actor_name", "value", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["at", "id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Alerts are made by the engine and moved by people through the actions (acknowledge,
+    resolve), which go through alerts.lifecycle like the API and the CLI."""
+
+    list_display = [
+        "id",
+        "rule",
+        "label_summary",
+        "severity",
+        "state",
+        "value",
+        "silenced",
+        "fired_at",
+        "acknowledged_by",
+        "resolved_at",
+        "created_at",
+    ]
+    list_display_links = ["id", "rule"]
+    list_filter = ["state", "severity", "silenced", "rule", "created_at"]
+    search_fields = ["rule__name", "rule__key", "=fingerprint", "message"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    list_select_related = ["rule", "acknowledged_by"]
+    show_full_result_count = False
+    inlines = [AlertEventInline]
+    actions = ["acknowledge_selected", "resolve_selected"]
+
+    @admin.display(description="labels")
+    def label_summary(self, obj: Alert) -> str:
+        return label_text(obj.labels)
+
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("alerts.acknowledge_alert")
+
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("alerts.resolve_alert")
+
+    def _apply(self, request: HttpRequest, queryset: models.QuerySet, service: Any, verb: str) -> None:
+        done, refused = 0, []
+        for alert_id in queryset.values_list("pk", flat=True):
+            try:
+                service(alert_id=alert_id, **_service_kwargs(request))
+                done += 1
+            except (AlertStateError, Alert.DoesNotExist) as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(request, f"{verb.capitalize()} {done} alert(s).", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not {verb}: {reason}.", messages.WARNING)
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
+    def acknowledge_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        self._apply(request, queryset, acknowledge_alert, "acknowledged")
+
+    @admin.action(description="Resolve selected alerts", permissions=["resolve"])
+    def resolve_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        self._apply(request, queryset, resolve_alert, "resolved")
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "alert", "from_state", "to_state", "actor_name", "value"]
+    list_filter = ["to_state", "from_state", "at"]
+    search_fields = ["alert__rule__name", "actor_name", "note"]
+    date_hierarchy = "at"
+    ordering = ["-at", "-id"]
+    list_select_related = ["alert__rule"]
+    show_full_result_count = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False  # history goes with its alert, never alone
+
+
+class MatchersFormMixin:
+    def clean_matchers(self) -> Any:
+        matchers = self.cleaned_data.get("matchers")
+        try:
+            parse_matchers(matchers)
+        except SilenceError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return matchers or []
+
+
+class SilenceForm(MatchersFormMixin, forms.ModelForm):
+    class Meta:
+        model = Silence
+        fields = ["rule", "matchers", "starts_at", "ends_at", "comment"]
+
+
+class SilenceStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("pending", "Not started"), ("expired", "Expired")]
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet) -> models.QuerySet:
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(starts_at__lte=now, ends_at__gt=now)
+        if self.value() == "pending":
+            return queryset.filter(starts_at__gt=now)
+        if self.value() == "expired":
+            return queryset.filter(ends_at__lte=now)
+        return queryset
+
+
+class RefreshSilencedMixin:
+    """After silences or windows change, mark the open alerts they cover at once instead
+    of at the next evaluation."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        transaction.on_commit(lambda: refresh_silenced(timezone.now()))
+
+    def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
+        super().delete_model(request, obj)
+        transaction.on_commit(lambda: refresh_silenced(timezone.now()))
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(lambda: refresh_silenced(timezone.now()))
+
+
+@admin.register(Silence)
+class SilenceAdmin(RefreshSilencedMixin, AuditedModelAdmin):
+    form = SilenceForm
+    list_display = ["id", "rule", "matcher_text", "starts_at", "ends_at", "status", "created_by", "comment"]
+    list_display_links = ["id", "rule"]
+    list_filter = [SilenceStatusFilter, "starts_at"]
+    search_fields = ["comment", "rule__name", "rule__key"]
+    date_hierarchy = "starts_at"
+    ordering = ["-starts_at"]
+    autocomplete_fields = ["rule"]
+    list_select_related = ["rule", "created_by"]
+    readonly_fields = ["created_by", "created_at"]
+    actions = ["end_selected"]
+
+    @admin.display(description="matchers")
+    def matcher_text(self, obj: Silence) -> str:
+        return ", ".join(f"{m.get('name')}{m.get('op', '=')}{m.get('value')}" for m in obj.matchers) or "-"
+
+    @admin.display(description="status")
+    def status(self, obj: Silence) -> str:
+        now = timezone.now()
+        if now < obj.starts_at:
+            return "not started"
+        return "active" if now < obj.ends_at else "expired"
+
+    def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="End selected silences now", permissions=["change"])
+    def end_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        ended = 0
+        for silence_id in queryset.filter(ends_at__gt=timezone.now()).values_list("pk", flat=True):
+            expire_silence(silence_id=silence_id, **_service_kwargs(request))
+            ended += 1
+        self.message_user(request, f"Ended {ended} silence(s).", messages.SUCCESS)
+
+
+class MaintenanceWindowForm(MatchersFormMixin, forms.ModelForm):
+    class Meta:
+        model = MaintenanceWindow
+        fields = [
+            "name",
+            "enabled",
+            "schedule_kind",
+            "weekdays",
+            "start_time",
+            "cron",
+            "duration_minutes",
+            "time_zone",
+            "targets",
+            "matchers",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        try:
+            validate_schedule(
+                kind=data.get("schedule_kind", ""),
+                weekdays=data.get("weekdays"),
+                start_time=data.get("start_time"),
+                cron=data.get("cron", ""),
+                time_zone=data.get("time_zone", ""),
+                duration_minutes=data.get("duration_minutes") or 0,
+            )
+        except SilenceError as exc:
+            field = exc.field if exc.field in self.fields else None
+            self.add_error(field, str(exc))
+        return data
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(RefreshSilencedMixin, EnableDisableAdmin):
+    form = MaintenanceWindowForm
+    list_display = ["name", "schedule_kind", "schedule", "duration_minutes", "time_zone", "enabled"]
+    list_filter = ["enabled", "schedule_kind"]
+    search_fields = ["name"]
+    ordering = ["name"]
+    autocomplete_fields = ["targets"]
+    readonly_fields = ["created_at"]
+
+    @admin.display(description="schedule")
+    def schedule(self, obj: MaintenanceWindow) -> str:
+        if obj.cron:
+            return obj.cron
+        days = ",".join(str(d) for d in obj.weekdays)
+        return f"days {days} at {obj.start_time:%H:%M}" if obj.start_time else f"days {days}"
+
+
+class EscalationStepInline(admin.TabularInline):
+    model = EscalationStep
+    fields = ["order", "after_minutes", "channels"]
+    autocomplete_fields = ["channels"]
+    ordering = ["order"]
+    extra = 1
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(EnableDisableAdmin):
+    list_display = ["name", "key", "severity", "step_count", "repeat", "enabled", "updated_at"]
+    list_filter = ["enabled", "severity", "repeat"]
+    search_fields = ["name", "key"]
+    ordering = ["name"]
+    prepopulated_fields = {"key": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [EscalationStepInline]
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        return super().get_queryset(request).annotate(step_total=Count("steps"))
+
+    @admin.display(description="steps", ordering="step_total")
+    def step_count(self, obj: EscalationPolicy) -> int:
+        return obj.step_total
+
+    def audit_snapshot(self, obj: EscalationPolicy) -> dict[str, Any]:
+        # The steps are part of the policy as people see it: audit them with it.
+        data = super().audit_snapshot(obj)
+        steps = obj.steps.order_by("order") if obj.pk else []
+        data["steps"] = [snapshot(step, exclude=("id", "policy")) for step in steps]
+        return data
