@@ -169,9 +169,7 @@ def test_unknown_check_is_404(client_for, world):
 
 
 def test_run_returns_results_and_audits(client_for, world):
-    response = client_for("operator").post(
-        "/api/health-checks/run", {"check_ids": [world["check"].pk]}, format="json"
-    )
+    response = client_for("operator").post("/api/health-checks/run", {"check_ids": [world["check"].pk]}, format="json")
     body = response.json()
     assert response.status_code == 200
     [result] = body["results"]
