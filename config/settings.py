@@ -213,6 +213,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TIMEZONE = "UTC"
+# Worker and beat keep Django's LOGGING (stdout and monitoring.log, one line format) instead of
+# replacing the root logger's handlers with their own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Health checks ----------------------------------------------------------------------
 # Probes run on one asyncio loop per task: this many at once in a worker process, and a task
@@ -256,6 +259,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "monitoring.api_frame.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Counted in the shared Redis cache, so every web process sees the same budget.
+    "DEFAULT_THROTTLE_CLASSES": ["monitoring.auth.AnonThrottle", "monitoring.auth.ApiKeyThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "120/minute"),
+        "key": env_str("API_THROTTLE_KEY", "6000/minute"),
+    },
+    # Proxies in front of the app whose X-Forwarded-For is trusted; 0 = use the peer address,
+    # so a client cannot pick its own throttle identity.
+    "NUM_PROXIES": env_int("API_TRUSTED_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "IoT Monitoring API",
@@ -265,6 +277,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and its UIs need a viewer, like every other API call (key or session).
+    "SERVE_PERMISSIONS": ["monitoring.permissions.IsViewer"],
 }
 
 # --- i18n, static -----------------------------------------------------------------------
@@ -275,21 +289,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+# WhiteNoise serves from STATIC_ROOT after `collectstatic` and, with finders on (default),
+# straight from the apps' and static/ directories, so a fresh clone needs no collectstatic.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+WHITENOISE_AUTOREFRESH = DEBUG
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on each start while it is missing
 
 # --- Security headers -------------------------------------------------------------------
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-    # Counted in the shared Redis cache, so every web process sees the same budget.
-    "DEFAULT_THROTTLE_CLASSES": ["monitoring.api_frame.AnonThrottle", "monitoring.api_frame.ApiKeyThrottle"],
-    "DEFAULT_THROTTLE_RATES": {
-        "anon": env_str("API_THROTTLE_ANON", "120/minute"),
-        "key": env_str("API_THROTTLE_KEY", "6000/minute"),
-    },
-    # Proxies in front of the app whose X-Forwarded-For is trusted; 0 = use the peer address,
-    # so a client cannot pick its own throttle identity.
-    "NUM_PROXIES": env_int("API_TRUSTED_PROXIES", 0),
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SESSION_COOKIE_HTTPONLY = True
 
@@ -299,23 +309,16 @@ LOG_FILE = Path(env_str("MONITORING_LOG_FILE", str(VAR_DIR / "monitoring.log")))
 LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
 LOGGING = {
     "version": 1,
-    # The schema and its UIs need a viewer, like every other API call (key or session).
-    "SERVE_PERMISSIONS": ["monitoring.permissions.IsViewer"],
     "disable_existing_loggers": False,
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "line"},
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"},
         "file": {
-            "class": "logging.handlers.RotatingFileHandler",
+            "class": "monitoring.logconfig.SharedRotatingFileHandler",  # web, worker and beat share the file
             "filename": str(LOG_FILE),
             "maxBytes": env_int("LOG_FILE_MAX_BYTES", 10 * 1024 * 1024),
-# WhiteNoise serves from STATIC_ROOT after `collectstatic` and, with finders on (default),
-# straight from the apps' and static/ directories, so a fresh clone needs no collectstatic.
-WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
-WHITENOISE_AUTOREFRESH = DEBUG
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on each start while it is missing
             "backupCount": env_int("LOG_FILE_BACKUPS", 5),
             "formatter": "line",
             "delay": True,
