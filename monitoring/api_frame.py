@@ -3,12 +3,11 @@
 
 import logging
 
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
-from rest_framework import exceptions, serializers, status, throttling
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
@@ -132,40 +131,3 @@ def server_error(request: HttpRequest, template_name: str = "500.html") -> HttpR
     if _is_api_request(request):
         return json_error(500, "Internal server error; the error is in the server log.")
     return defaults.server_error(request, template_name)
-
-
-# --- Throttling: per API key (or logged-in user) and per client address for anonymous calls,
-# counted in the shared cache (Redis) so every web process sees the same counts.
-
-
-class _CurrentRateMixin:
-    def get_rate(self) -> str | None:
-        # DRF reads the rates once, when its module is imported; read them per request so
-        # a rate changed in settings (tests, a reload) takes effect.
-        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-        if self.scope not in rates:
-            raise ImproperlyConfigured(f"No throttle rate for scope {self.scope!r}.")
-        return rates[self.scope]
-
-
-class AnonThrottle(_CurrentRateMixin, throttling.AnonRateThrottle):
-    """Anonymous callers, by client address (only views that let them in are reached)."""
-
-    scope = "anon"
-
-
-class ApiKeyThrottle(_CurrentRateMixin, throttling.SimpleRateThrottle):
-    """Authenticated callers: one budget per API key, or per user for session logins."""
-
-    scope = "key"
-
-    def get_cache_key(self, request, view) -> str | None:
-        from .models import ApiKey
-
-        if isinstance(request.auth, ApiKey):
-            ident = f"key{request.auth.pk}"
-        elif request.user and request.user.is_authenticated:
-            ident = f"user{request.user.pk}"
-        else:
-            return None  # anonymous: AnonThrottle counts those
-        return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -1,11 +1,16 @@
-"""DRF authentication by API key: `X-API-Key: <key>` or `Authorization: Bearer <key>`."""
+"""Who is calling the API and how often: authentication by API key (`X-API-Key: <key>` or
+`Authorization: Bearer <key>`) and the throttles keyed on it. Kept free of
+rest_framework.views, which imports the classes named in settings while it loads."""
 
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, throttling
+from rest_framework.settings import api_settings
 
 from .apikeys import find_api_key
+from .models import ApiKey
 
 # last_used_at is written at most this often per key, so reads cost no write each.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -39,3 +44,38 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) to a request without credentials.
         return 'X-API-Key realm="api"'
+
+
+# --- Throttling: per API key (or logged-in user) and per client address for anonymous calls,
+# counted in the shared cache (Redis) so every web process sees the same counts.
+
+
+class _CurrentRateMixin:
+    def get_rate(self) -> str | None:
+        # DRF reads the rates once, when its module is imported; read them per request so
+        # a rate changed in settings (tests, a reload) takes effect.
+        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        if self.scope not in rates:
+            raise ImproperlyConfigured(f"No throttle rate for scope {self.scope!r}.")
+        return rates[self.scope]
+
+
+class AnonThrottle(_CurrentRateMixin, throttling.AnonRateThrottle):
+    """Anonymous callers, by client address (only views that let them in are reached)."""
+
+    scope = "anon"
+
+
+class ApiKeyThrottle(_CurrentRateMixin, throttling.SimpleRateThrottle):
+    """Authenticated callers: one budget per API key, or per user for session logins."""
+
+    scope = "key"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if isinstance(request.auth, ApiKey):
+            ident = f"key{request.auth.pk}"
+        elif request.user and request.user.is_authenticated:
+            ident = f"user{request.user.pk}"
+        else:
+            return None  # anonymous: AnonThrottle counts those
+        return self.cache_format % {"scope": self.scope, "ident": ident}
