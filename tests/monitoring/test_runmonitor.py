@@ -1,0 +1,262 @@
+"""`manage.py runmonitor`: the first-start bootstrap, and the whole supervised group started
+as a subprocess, answering, and stopped by SIGTERM with nothing left behind."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import psutil
+import psycopg
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from monitoring.bootstrap import ADMIN_USERNAME, bootstrap
+from monitoring.choices import Role
+from monitoring.embedded_redis import is_answering
+from monitoring.models import MonitoringTarget
+
+STARTUP_DEADLINE = 50.0  # seconds for the whole group to come up
+
+
+# --- bootstrap ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_first_start_imports_the_demo_config_and_creates_the_admin():
+    result = bootstrap(demo_config=settings.MONITORING_DEMO_CONFIG, admin_password="")
+
+    admin = User.objects.get(username=ADMIN_USERNAME)
+    assert result.first_start
+    assert result.admin_password and admin.check_password(result.admin_password)
+    assert admin.is_staff and admin.is_superuser
+    assert list(admin.groups.values_list("name", flat=True)) == [Role.ADMIN.value]
+    assert MonitoringTarget.objects.filter(slug="monitoring_web").exists()
+
+
+@pytest.mark.django_db
+def test_later_starts_change_nothing_and_show_no_password():
+    bootstrap(demo_config=None, admin_password="first-password-1")
+    User.objects.filter(username=ADMIN_USERNAME).update(first_name="kept")
+
+    again = bootstrap(demo_config=settings.MONITORING_DEMO_CONFIG, admin_password="other-password-2")
+
+    assert not again.first_start and again.admin_password is None
+    admin = User.objects.get(username=ADMIN_USERNAME)
+    assert admin.check_password("first-password-1") and admin.first_name == "kept"
+    assert not MonitoringTarget.objects.exists()  # the demo is imported on the first start only
+
+
+@pytest.mark.django_db
+def test_the_password_from_the_environment_is_used_and_not_shown():
+    result = bootstrap(demo_config=None, admin_password="from-env-password-3")
+
+    assert result.admin_password is None and result.password_source == "MONITORING_ADMIN_PASSWORD"
+    assert User.objects.get(username=ADMIN_USERNAME).check_password("from-env-password-3")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [(["--port", "99999"], "not a port number"), (["--concurrency", "0"], "at least 1")]
+)
+def test_bad_command_line_exits_with_2(argv, message, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "runmonitor", *argv],
+        cwd=settings.BASE_DIR,
+        env=runmonitor_env(tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "manage.py", "runmonitor", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=settings.BASE_DIR,
+            env=runmonitor_env(tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert not is_answering(tmp_path / "redis.sock")  # its embedded Redis was stopped again
+
+
+# --- the supervised group -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def database_url(tmp_path) -> Iterator[str]:
+    """A database of its own: an SQLite file, or a fresh PostgreSQL database on the server
+    the suite runs on."""
+    if not settings.IS_POSTGRES:
+        yield f"sqlite:///{tmp_path / 'monitoring.sqlite3'}"
+        return
+    db = settings.DATABASES["default"]
+    name = f"runmonitor_{uuid.uuid4().hex[:12]}"
+    server = {"host": db["HOST"], "port": db["PORT"] or 5432, "user": db["USER"], "password": db["PASSWORD"] or None}
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+        yield f"postgres://{credentials}@{db['HOST']}:{server['port']}/{name}"
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def runmonitor_env(var_dir: Path, *, database_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in ("LOG_LEVEL", "MONITORING_LOG_FILE")}
+    env |= {
+        "MONITORING_VAR_DIR": str(var_dir),
+        "DATABASE_URL": database_url,
+        "MONITORING_ADMIN_PASSWORD": "runmonitor-test-password",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    if settings.EMBEDDED_REDIS:
+        env.pop("REDIS_URL", None)
+    return env
+
+
+def ping_worker(env: dict[str, str], node_prefix: str) -> list[str]:
+    """Celery ping through the broker the settings give `env`; the names of the replying
+    nodes that start with `node_prefix`."""
+    script = (
+        "import django, json; django.setup(); from config.celery import app; "
+        "print(json.dumps([name for reply in app.control.ping(timeout=1.0) for name in reply]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=30
+    )
+    if done.returncode != 0:
+        return []
+    names = json.loads(done.stdout.strip().splitlines()[-1])
+    return [name for name in names if name.startswith(node_prefix)]
+
+
+def descendants(pid: int) -> dict[int, psutil.Process]:
+    try:
+        return {child.pid: child for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return {}
+
+
+def still_alive(processes: dict[int, psutil.Process]) -> list[str]:
+    alive = []
+    for process in processes.values():
+        try:
+            # is_running() compares start times, so a reused pid does not count; a zombie
+            # has exited and only waits for its new parent to reap it.
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{process.pid} {' '.join(process.cmdline()[:6])}")
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_runmonitor_serves_runs_a_worker_and_stops_everything_on_sigterm(tmp_path, database_url):
+    port, metrics_port = free_port(), free_port()
+    env = runmonitor_env(tmp_path, database_url=database_url)
+    output = tmp_path / "runmonitor.out"
+    with output.open("w") as out:
+        runmonitor = subprocess.Popen(
+            [sys.executable, "manage.py", "runmonitor", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--prometheus-port", str(metrics_port), "--concurrency", "1", "--stop-timeout", "10"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    started: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        login_status = None
+        while time.monotonic() < deadline and login_status != 200:
+            assert runmonitor.poll() is None, output.read_text()
+            started |= descendants(runmonitor.pid)
+            try:
+                login_status = httpx.get(f"http://127.0.0.1:{port}/admin/login/", timeout=2).status_code
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert login_status == 200, output.read_text()
+
+        node = f"runmonitor-{runmonitor.pid}@"
+        replies: list[str] = []
+        while time.monotonic() < deadline and not replies:
+            started |= descendants(runmonitor.pid)
+            replies = ping_worker(env, node)
+        assert replies, f"no Celery worker {node}* answered a ping\n{output.read_text()}"
+
+        # /metrics's second endpoint is the same server on the prometheus port.
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5).status_code == 200
+        assert_admin_login_works(port, "runmonitor-test-password")
+
+        started |= descendants(runmonitor.pid)
+        commands = [" ".join(p.cmdline()) for p in started.values() if p.is_running()]
+        assert any("daphne" in c for c in commands) and any(" worker " in c for c in commands)
+        assert any(" beat " in c for c in commands)
+        assert any("redis-server" in c for c in commands) == settings.EMBEDDED_REDIS, commands
+
+        runmonitor.send_signal(signal.SIGTERM)
+        assert runmonitor.wait(timeout=30) == 0, output.read_text()
+    finally:
+        if runmonitor.poll() is None:
+            runmonitor.kill()
+            runmonitor.wait()
+            for process in started.values():  # leave nothing behind even when the test fails
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+
+    assert still_alive(started) == [], output.read_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    assert not is_answering(tmp_path / "redis.sock")
+
+    log_text = (tmp_path / "monitoring.log").read_text()
+    for component in ("runmonitor", "daphne.server", "celery.apps.worker", "celery.beat"):
+        assert f" INFO {component} " in log_text, f"no INFO line from {component} in monitoring.log"
+    assert "log level INFO (from the global settings' log_level)" in log_text
+    assert "Stopped." in output.read_text()
+
+
+def assert_admin_login_works(port: int, password: str) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        client.get("/admin/login/")
+        response = client.post(
+            "/admin/login/?next=/admin/",
+            data={
+                "username": ADMIN_USERNAME,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+                "next": "/admin/",
+            },
+            headers={"Referer": f"http://127.0.0.1:{port}/admin/login/"},
+            follow_redirects=True,
+        )
+        assert "sessionid" in client.cookies  # logged in, not sent back to the form
+    assert response.status_code == 200
+    assert response.url.path == "/admin/"
+    assert "/admin/logout/" in response.text
