@@ -54,10 +54,12 @@ class RuleSpec:
 @dataclass(frozen=True)
 class InstantValue:
     """One series' value at the evaluation time: its latest sample within the lookback.
-    The caller leaves out series without one (absent)."""
+    The caller leaves out series without one (absent). `fingerprint` may be given when the
+    caller evaluates many rules over the same series, to compute it once."""
 
     labels: Mapping[str, str]
     value: float
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,11 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
 def labels_match(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     """Whether `labels` satisfy every exact matcher. As in Prometheus, a missing label is
     the empty string, so a matcher with an empty value matches series that lack the label."""
-    return all(labels.get(name, "") == value for name, value in matchers.items())
+    # A plain loop, not all(...): this runs for every series of every rule in a round.
+    for name, value in matchers.items():  # noqa: SIM110
+        if labels.get(name, "") != value:
+            return False
+    return True
 
 
 def alert_labels(rule: RuleSpec, series_labels: Mapping[str, str]) -> dict[str, str]:
@@ -121,10 +127,6 @@ def alert_labels(rule: RuleSpec, series_labels: Mapping[str, str]) -> dict[str, 
     return labels
 
 
-def condition_holds(rule: RuleSpec, value: float) -> bool:
-    return COMPARISONS[rule.comparison](value, rule.threshold)
-
-
 def evaluate(
     rule: RuleSpec, values: Iterable[InstantValue], previous: Iterable[AlertStatus], now: datetime
 ) -> Evaluation:
@@ -132,18 +134,26 @@ def evaluate(
     (series of other metrics must not be passed) and the open alerts of the previous
     evaluation."""
     previous_by_fp = {status.fingerprint: status for status in previous}
-    present: dict[str, tuple[Mapping[str, str], float]] = {}
+    compare, threshold, matchers = COMPARISONS[rule.comparison], rule.threshold, rule.matchers
+    holding: list[tuple[str, Mapping[str, str], float]] = []
+    not_holding: dict[str, float] = {}  # values of open alerts' series where the condition fails
     for instant in values:
         # Label matchers select the series; one alert per (rule, series labels).
-        if labels_match(rule.matchers, instant.labels):
-            present[label_fingerprint(instant.labels)] = (instant.labels, instant.value)
+        if matchers and not labels_match(matchers, instant.labels):
+            continue
+        if compare(instant.value, threshold):
+            holding.append((instant.fingerprint or label_fingerprint(instant.labels), instant.labels, instant.value))
+        elif previous_by_fp:
+            fp = instant.fingerprint or label_fingerprint(instant.labels)
+            if fp in previous_by_fp:
+                not_holding[fp] = instant.value
 
     transitions: list[Transition] = []
     alerts: dict[str, AlertStatus] = {}
 
-    for fp, (series_labels, value) in present.items():
-        if not condition_holds(rule, value):
-            continue  # handled below, with the absent series
+    for fp, series_labels, value in holding:
+        if fp in alerts:
+            continue  # the same series twice: the caller's mistake, decided once
         prev = previous_by_fp.get(fp)
         if prev is None:
             labels = alert_labels(rule, series_labels)
@@ -174,7 +184,7 @@ def evaluate(
             continue
         # The condition is false, or the series is absent (no sample within the lookback,
         # or a staleness marker): both count as "not true", as in Prometheus.
-        value = present[fp][1] if fp in present else None
+        value = not_holding.get(fp)
         if prev.state == AlertState.PENDING:
             # A pending alert is dropped at the first evaluation that is not true.
             transitions.append(Transition(fp, prev.labels, prev.state, AlertState.INACTIVE, now, value))

@@ -8,14 +8,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
 from monitoring.instant import DEFAULT_LOOKBACK_S, instant_vectors
 from monitoring.models import GlobalSettings, MonitoringTarget
 
 from .choices import AlertState, Severity
-from .engine import AlertStatus, Evaluation, InstantValue, RuleSpec, RuleSpecError, Transition, evaluate, is_due
+from .engine import (
+    AlertStatus,
+    Evaluation,
+    InstantValue,
+    RuleSpec,
+    RuleSpecError,
+    Transition,
+    evaluate,
+    is_due,
+    label_fingerprint,
+)
 from .history import record_event
 from .models import Alert, AlertRule
 from .silencing import AlertFacts, SilenceSet, current_silences, decide_suppression
@@ -25,7 +35,16 @@ log = logging.getLogger("alerts.evaluation")
 # Internal metrics pushed through the ingestion path after a round.
 ACTIVE_ALERTS_METRIC = "active_alerts"
 ALERTS_FIRED_METRIC = "alerts_fired_total"
-# The fields of an open alert that the engine reads.
+# Rules written per transaction when many change state in one round.
+WRITE_CHUNK = 100
+# The columns each kind of move of an open alert writes (silenced and suppression are
+# decided when it fires; a resolve leaves them, which the silencing passes may be writing).
+TRANSITION_COLUMNS: dict[AlertState, tuple[str, ...]] = {
+    AlertState.ACTIVE: ("state", "value", "updated_at", "fired_at", "last_true_at", "silenced", "suppressed_by"),
+    AlertState.RESOLVED: ("state", "value", "updated_at", "resolved_at", "next_escalation_at"),
+    AlertState.INACTIVE: ("state", "value", "updated_at"),
+}
+# The fields of an open alert that the engine reads, in AlertStatus's order.
 STATUS_FIELDS = ("fingerprint", "labels", "state", "pending_since", "fired_at", "last_true_at", "false_since", "value")
 
 
@@ -104,30 +123,41 @@ def evaluate_rules(
 
     vectors = instant_vectors({spec.metric for _, spec in specs.values()}, now, DEFAULT_LOOKBACK_S)
     values_by_metric = {
-        metric: [InstantValue(sample.labels, sample.value) for sample in samples] for metric, samples in vectors.items()
+        metric: [InstantValue(sample.labels, sample.value, _fingerprint(sample.labels)) for sample in samples]
+        for metric, samples in vectors.items()
     }
-    open_alerts: dict[int, list[Alert]] = {rule_id: [] for rule_id in specs}
-    for alert in Alert.objects.open().filter(rule_id__in=list(specs)).only(*STATUS_FIELDS, "id", "rule_id"):
-        open_alerts[alert.rule_id].append(alert)
+    open_alerts: dict[int, list[tuple[int, AlertStatus]]] = {rule_id: [] for rule_id in specs}
+    rows = Alert.objects.open().filter(rule_id__in=list(specs)).values_list("id", "rule_id", *STATUS_FIELDS)
+    for alert_id, rule_id, fingerprint, labels, state, *times_and_value in rows:
+        open_alerts[rule_id].append((alert_id, AlertStatus(fingerprint, labels, AlertState(state), *times_and_value)))
+
+    to_write: list[int] = []
+    refresh: list[tuple] = []
+    for rule_id, (_, spec) in specs.items():
+        alerts = open_alerts[rule_id]
+        outcome = evaluate(spec, values_by_metric[spec.metric], [status for _, status in alerts], now)
+        if _changes_state(alerts, outcome):
+            to_write.append(rule_id)
+        else:
+            refresh += _value_rows(alerts, outcome, ("value", "last_true_at"))
 
     transitions: Counter[str] = Counter()
-    refresh: list[Alert] = []
     hold_back = HoldBack(now)
-    for rule_id, (_, spec) in specs.items():
-        values = values_by_metric[spec.metric]
-        alerts = open_alerts[rule_id]
-        outcome = evaluate(spec, values, [alert_status(alert) for alert in alerts], now)
-        if _changes_state(alerts, outcome):
-            for transition in write_rule_evaluation(rule_id, values, now=now, hold_back=hold_back):
-                transitions[transition.to_state] += 1
-        else:
-            refresh.extend(_refreshed(alerts, outcome))
-    if refresh:
-        # Values only, no state: no lock needed, the last writer's value is as good as any.
-        Alert.objects.bulk_update(refresh, ["value", "last_true_at"], batch_size=500)
-    AlertRule.objects.filter(id__in=list(specs)).filter(
-        Q(last_evaluated_at__isnull=True) | Q(last_evaluated_at__lt=now)
-    ).update(last_evaluated_at=now)
+    for start in range(0, len(to_write), WRITE_CHUNK):
+        for transition in write_evaluations(to_write[start : start + WRITE_CHUNK], values_by_metric, now=now,
+                                            hold_back=hold_back):  # fmt: skip
+            transitions[transition.to_state] += 1
+    with transaction.atomic():
+        # Values only, no state change: no rule lock needed, the last writer's value is as
+        # good as any. Rule rows are locked in id order, as write_evaluations does, so two
+        # evaluations cannot deadlock.
+        update_alert_columns(("value", "last_true_at"), refresh)
+        quiet = AlertRule.objects.filter(id__in=list(specs)).filter(
+            Q(last_evaluated_at__isnull=True) | Q(last_evaluated_at__lt=now)
+        )
+        AlertRule.objects.filter(
+            id__in=list(quiet.select_for_update().order_by("pk").values_list("pk", flat=True))
+        ).update(last_evaluated_at=now)
 
     summary = EvaluationSummary(len(specs), not_due, dict(transitions), tuple(invalid))
     if rule_ids is None or transitions:
@@ -138,32 +168,69 @@ def evaluate_rules(
     return summary
 
 
-def write_rule_evaluation(
-    rule_id: int, values: Sequence[InstantValue], *, now: datetime, hold_back: "HoldBack | None" = None
+def write_evaluations(
+    rule_ids: Sequence[int],
+    values_by_metric: Mapping[str, Sequence[InstantValue]],
+    *,
+    now: datetime,
+    hold_back: "HoldBack | None" = None,
 ) -> list[Transition]:
-    """Evaluate one rule on its open alerts as stored, under a lock on the rule's row, and
-    write the transitions, their events and the alerts' new state in one transaction.
-    Returns the transitions written (none when another evaluation got there first)."""
+    """Evaluate the rules again on their open alerts as stored, under locks on the rules'
+    rows and their open alerts (taken in id order, so two evaluations never deadlock), and
+    write the transitions, their events and the alerts' new state in one transaction: all
+    of a rule's writes commit together (several rules share the transaction when many
+    change at once). Returns the transitions written: none for a rule disabled meanwhile
+    or already evaluated at a later time, nor for an alert another evaluation already moved."""
     hold_back = hold_back or HoldBack(now)
+    written: list[Transition] = []
     with transaction.atomic():
-        rule = AlertRule.objects.select_for_update().filter(pk=rule_id, enabled=True).first()
-        if rule is None:
-            return []  # deleted or disabled meanwhile
-        if rule.last_evaluated_at is not None and rule.last_evaluated_at > now:
-            return []  # a later evaluation was already written: never step back in time
-        alerts = {alert.fingerprint: alert for alert in Alert.objects.open().filter(rule=rule).select_for_update()}
-        spec = spec_for_rule(rule)
-        outcome = evaluate(spec, values, [alert_status(alert) for alert in alerts.values()], now)
-        targets = _targets_of(t.labels for t in outcome.transitions if t.from_state is None)
-        written = []
-        for transition in outcome.transitions:
-            if transition.from_state is None:
-                alert = _open_alert(rule, transition, outcome.alerts[transition.fingerprint], targets, hold_back)
-                if alert is None:
-                    continue
-            else:
-                alert = alerts[transition.fingerprint]
-                _apply_transition(alert, transition, outcome.alerts.get(transition.fingerprint), hold_back)
+        locked = AlertRule.objects.select_for_update().filter(pk__in=list(rule_ids), enabled=True, expr="")
+        # Never step back in time: a rule evaluated later than `now` keeps that evaluation.
+        rules = [r for r in locked.order_by("pk") if r.last_evaluated_at is None or r.last_evaluated_at <= now]
+        if not rules:
+            return written
+        open_by_rule: dict[int, dict[str, Alert]] = {rule.pk: {} for rule in rules}
+        for alert in Alert.objects.open().filter(rule__in=rules).select_for_update().order_by("pk"):
+            open_by_rule[alert.rule_id][alert.fingerprint] = alert
+
+        outcomes: list[tuple[AlertRule, dict[str, Alert], Evaluation]] = []
+        for rule in rules:
+            try:
+                spec = spec_for_rule(rule)
+            except RuleSpecError:
+                continue  # edited into something unusable meanwhile; the next round reports it
+            if spec.metric not in values_by_metric:
+                continue  # its metric was edited since the values were read: the next round
+            alerts = open_by_rule[rule.pk]
+            outcome = evaluate(spec, values_by_metric[spec.metric], [alert_status(a) for a in alerts.values()], now)
+            outcomes.append((rule, alerts, outcome))
+
+        new = _create_alerts(
+            [(rule, t, outcome.alerts[t.fingerprint]) for rule, _, outcome in outcomes for t in outcome.transitions
+             if t.from_state is None],
+            hold_back,
+        )  # fmt: skip
+        moved: dict[AlertState, list[Alert]] = {}
+        values: list[tuple] = []
+        events: list[tuple[Alert, Transition]] = []
+        for rule, alerts, outcome in outcomes:
+            for transition in outcome.transitions:
+                if transition.from_state is None:
+                    alert = new.get((rule.pk, transition.fingerprint))
+                    if alert is None:
+                        continue
+                else:
+                    alert = alerts[transition.fingerprint]
+                    _apply_transition(alert, transition, outcome.alerts.get(transition.fingerprint), hold_back)
+                    moved.setdefault(transition.to_state, []).append(alert)
+                events.append((alert, transition))
+            still = [(alert.pk, alert_status(alert)) for fp, alert in alerts.items() if fp in outcome.alerts]
+            values += _value_rows(still, outcome, ("value", "last_true_at", "false_since"))
+        for to_state, alerts_moved in moved.items():
+            columns = TRANSITION_COLUMNS[to_state]
+            update_alert_columns(columns, [(a.pk, *(getattr(a, c) for c in columns)) for a in alerts_moved])
+        update_alert_columns(("value", "last_true_at", "false_since"), values)
+        for alert, transition in events:
             record_event(
                 alert=alert,
                 from_state=transition.from_state or "",
@@ -172,17 +239,37 @@ def write_rule_evaluation(
                 value=transition.value,
             )
             written.append(transition)
-        changed = {t.fingerprint for t in outcome.transitions}
-        updates = [
-            _copy_status(alerts[fp], status)
-            for fp, status in outcome.alerts.items()
-            if fp in alerts and fp not in changed
-        ]
-        if updates:
-            Alert.objects.bulk_update(updates, ["value", "last_true_at", "false_since"])
-        rule.last_evaluated_at = now
-        rule.save(update_fields=["last_evaluated_at"])
+        AlertRule.objects.filter(pk__in=[rule.pk for rule in rules]).update(last_evaluated_at=now)
     return written
+
+
+def update_alert_columns(columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Write `columns` of many alerts, `rows` being (id, *values): one statement on
+    PostgreSQL (UPDATE ... FROM unnest), one executemany elsewhere. Django's bulk_update
+    builds a CASE per row and column, which costs seconds for a thousand alerts."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda row: row[0])  # one lock order for every writer
+    fields = [Alert._meta.get_field(column) for column in columns]
+    names = [connection.ops.quote_name(field.column) for field in fields]
+    prepared = [[f.get_db_prep_save(v, connection) for f, v in zip(fields, row[1:], strict=True)] for row in rows]
+    table = connection.ops.quote_name(Alert._meta.db_table)
+    # Table and column names come from the model (quoted), values are parameters.
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+            assignments = ", ".join(f"{name} = v.{name}" for name in names)
+            cursor.execute(
+                f"UPDATE {table} AS a SET {assignments} "  # noqa: S608
+                f"FROM unnest(%s::bigint[], {arrays}) AS v(id, {', '.join(names)}) WHERE a.id = v.id",
+                [[row[0] for row in rows], *(list(column) for column in zip(*prepared, strict=True))],
+            )
+        else:
+            assignments = ", ".join(f"{name} = %s" for name in names)
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE id = %s",  # noqa: S608
+                [(*values, row[0]) for values, row in zip(prepared, rows, strict=True)],
+            )
 
 
 def alert_status(alert: Alert) -> AlertStatus:
@@ -224,33 +311,46 @@ def push_alert_metrics(*, now: datetime) -> None:
     ingest_samples(samples, now=now)
 
 
-def _changes_state(alerts: list[Alert], outcome: Evaluation) -> bool:
+def _changes_state(alerts: Sequence[tuple[int, AlertStatus]], outcome: Evaluation) -> bool:
     """Whether the outcome changes more than the values of the open alerts."""
     if outcome.transitions:
         return True
-    return any(outcome.alerts[alert.fingerprint].false_since != alert.false_since for alert in alerts)
+    return any(outcome.alerts[prev.fingerprint].false_since != prev.false_since for _, prev in alerts)
 
 
-def _refreshed(alerts: list[Alert], outcome: Evaluation) -> list[Alert]:
-    changed = []
-    for alert in alerts:
-        status = outcome.alerts[alert.fingerprint]
-        if not _same_value(status.value, alert.value) or status.last_true_at != alert.last_true_at:
-            alert.value = status.value
-            alert.last_true_at = status.last_true_at
-            changed.append(alert)
-    return changed
+def _value_rows(alerts: Sequence[tuple[int, AlertStatus]], outcome: Evaluation, columns: Sequence[str]) -> list[tuple]:
+    """(id, *columns) of the open alerts, given as (id, status before), whose value or
+    bookkeeping the outcome changed."""
+    rows = []
+    for alert_id, prev in alerts:
+        status = outcome.alerts[prev.fingerprint]
+        if (
+            not _same_value(status.value, prev.value)
+            or status.last_true_at != prev.last_true_at
+            or status.false_since != prev.false_since
+        ):
+            rows.append((alert_id, *(getattr(status, column) for column in columns)))
+    return rows
+
+
+# Fingerprints of the label sets seen, by their items in stored order: a round computes
+# ten thousand of them otherwise. Dropped whole past FINGERPRINT_MEMO_LIMIT.
+_fingerprints: dict[tuple[tuple[str, str], ...], str] = {}
+FINGERPRINT_MEMO_LIMIT = 200_000
+
+
+def _fingerprint(labels: Mapping[str, str]) -> str:
+    key = tuple(labels.items())
+    fingerprint = _fingerprints.get(key)
+    if fingerprint is None:
+        if len(_fingerprints) >= FINGERPRINT_MEMO_LIMIT:
+            _fingerprints.clear()
+        fingerprint = _fingerprints[key] = label_fingerprint(labels)
+    return fingerprint
 
 
 def _same_value(a: float | None, b: float | None) -> bool:
     return a == b or (a is not None and b is not None and a != a and b != b)  # NaN equals NaN here
-
-
-def _copy_status(alert: Alert, status: AlertStatus) -> Alert:
-    alert.value = status.value
-    alert.last_true_at = status.last_true_at
-    alert.false_since = status.false_since
-    return alert
 
 
 def _targets_of(label_sets: Iterable[Mapping[str, str]]) -> dict[str, int]:
@@ -260,52 +360,68 @@ def _targets_of(label_sets: Iterable[Mapping[str, str]]) -> dict[str, int]:
     return dict(MonitoringTarget.objects.filter(slug__in=slugs).values_list("slug", "id"))
 
 
-def _open_alert(
-    rule: AlertRule, transition: Transition, status: AlertStatus, targets: dict[str, int], hold_back: "HoldBack"
-) -> Alert | None:
-    """Create the alert of a new (rule, series); None when one is already open, which only
-    a writer that bypassed the rule lock can cause: the partial unique constraint refuses
-    the second one and this evaluation leaves the first alone."""
-    alert = Alert(
-        rule=rule,
-        fingerprint=transition.fingerprint,
-        labels=dict(transition.labels),
-        severity=rule.severity,
-        state=transition.to_state,
-        value=transition.value,
-        message=_message(rule, transition.value),
-        target_id=targets.get(transition.labels.get("target", "")),
-        pending_since=status.pending_since,
-        fired_at=status.fired_at,
-        last_true_at=status.last_true_at,
-        created_at=transition.at,
-    )
-    hold_back.decide(alert)
+def _create_alerts(
+    opened: Sequence[tuple[AlertRule, Transition, AlertStatus]], hold_back: "HoldBack"
+) -> dict[tuple[int, str], Alert]:
+    """Create the alerts of new (rule, series) pairs, by (rule id, fingerprint). The rule
+    locks make a conflict impossible for evaluations; should a writer that bypassed them
+    have opened one already, the partial unique constraint refuses the second and that
+    alert is left alone (inserted one by one, each in its own savepoint)."""
+    if not opened:
+        return {}
+    targets = _targets_of(transition.labels for _, transition, _ in opened)
+    alerts = []
+    for rule, transition, status in opened:
+        alert = Alert(
+            rule=rule,
+            fingerprint=transition.fingerprint,
+            labels=dict(transition.labels),
+            severity=rule.severity,
+            state=transition.to_state,
+            value=transition.value,
+            message=_message(rule, transition.value),
+            target_id=targets.get(transition.labels.get("target", "")),
+            pending_since=status.pending_since,
+            fired_at=status.fired_at,
+            last_true_at=status.last_true_at,
+            created_at=transition.at,
+        )
+        hold_back.decide(alert)
+        alerts.append(alert)
     try:
         with transaction.atomic():
-            alert.save()
+            Alert.objects.bulk_create(alerts)
+        created = alerts
     except IntegrityError:
-        log.warning("rule %s: an alert for %s is already open; not creating another", rule.id, dict(transition.labels))
-        return None
-    return alert
+        created = []
+        for alert in alerts:
+            try:
+                with transaction.atomic():
+                    alert.save()
+            except IntegrityError:
+                log.warning(
+                    "rule %s: an alert for %s is already open; not opening another", alert.rule_id, alert.labels
+                )
+                continue
+            created.append(alert)
+    return {(alert.rule_id, alert.fingerprint): alert for alert in created}
 
 
 def _apply_transition(alert: Alert, transition: Transition, status: AlertStatus | None, hold_back: "HoldBack") -> None:
+    """Move an open alert's fields (in memory) as `transition` says; TRANSITION_COLUMNS
+    names the columns each kind of move writes."""
     alert.state = transition.to_state
+    alert.updated_at = transition.at
     if transition.value is not None:
         alert.value = transition.value
-    fields = ["state", "value", "updated_at"]
     if transition.to_state == AlertState.ACTIVE:
         # Firing from pending: whether its notification is held back is decided afresh.
         alert.fired_at = transition.at
         alert.last_true_at = status.last_true_at if status else transition.at
         hold_back.decide(alert)
-        fields += ["fired_at", "last_true_at", "silenced", "suppressed_by"]
     elif transition.to_state == AlertState.RESOLVED:
         alert.resolved_at = transition.at
         alert.next_escalation_at = None
-        fields += ["resolved_at", "next_escalation_at"]
-    alert.save(update_fields=fields)
 
 
 class HoldBack:
