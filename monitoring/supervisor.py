@@ -133,7 +133,12 @@ class Supervisor:
             time.sleep(0.05)
         for name, process in self.processes.items():
             if process.poll() is None:
-                log.warning("%s (pid %s) did not stop within %.0fs: killing it", name, process.pid, self.stop_timeout)
+                if self.hurry:
+                    log.warning("%s (pid %s): stop asked again, killing it", name, process.pid)
+                else:
+                    log.warning(
+                        "%s (pid %s) did not stop within %.0fs: killing it", name, process.pid, self.stop_timeout
+                    )
             # Kill the whole group even when its leader exited: a worker's pool children
             # outlive a leader that died abruptly.
             _kill_group(process.pid)

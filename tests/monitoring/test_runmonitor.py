@@ -184,7 +184,7 @@ def test_runmonitor_serves_runs_a_worker_and_stops_everything_on_sigterm(tmp_pat
     with output.open("w") as out:
         runmonitor = subprocess.Popen(
             [sys.executable, "manage.py", "runmonitor", "--host", "127.0.0.1", "--port", str(port)]
-            + ["--prometheus-port", str(metrics_port), "--concurrency", "1", "--stop-timeout", "10"],
+            + ["--prometheus-port", str(metrics_port), "--concurrency", "1", "--stop-timeout", "20"],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=out,
@@ -240,6 +240,7 @@ def test_runmonitor_serves_runs_a_worker_and_stops_everything_on_sigterm(tmp_pat
         assert f" INFO {component} " in log_text, f"no INFO line from {component} in monitoring.log"
     assert "log level INFO (from the global settings' log_level)" in log_text
     assert "Stopped." in output.read_text()
+    assert "killing it" not in log_text  # each process stopped cleanly on SIGTERM
 
 
 def assert_admin_login_works(port: int, password: str) -> None:

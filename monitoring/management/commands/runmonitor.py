@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from types import FrameType
 
@@ -34,6 +35,8 @@ from monitoring.supervisor import (
 )
 
 log = logging.getLogger("runmonitor")
+
+REPEAT_SIGNAL_SECONDS = 1.0
 
 
 def tcp_port(raw: str) -> int:
@@ -90,10 +93,17 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         stop = threading.Event()
         supervisor: Supervisor | None = None
+        first_signal_at: list[float] = []
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if stop.is_set() and supervisor is not None:
-                supervisor.hurry = True  # asked twice: do not wait for a clean stop
+            now = time.monotonic()
+            # Asked again a second later (a second Ctrl-C): do not wait for a clean stop. A
+            # repeat within the second is one request delivered twice, as `timeout` or a
+            # process manager signalling both the group and the process do.
+            if not first_signal_at:
+                first_signal_at.append(now)
+            elif now - first_signal_at[0] >= REPEAT_SIGNAL_SECONDS and supervisor is not None:
+                supervisor.hurry = True
             stop.set()
 
         if not port_is_free(options["host"], options["port"]):
