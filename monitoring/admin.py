@@ -20,7 +20,6 @@ from .roles import has_role
 
 admin.site.site_header = "IoT Monitoring administration"
 admin.site.site_title = "IoT Monitoring"
-admin.site.index_title = "Configuration"
 
 # Samples shown on a series' page (Sample's composite key keeps it out of the admin).
 LATEST_SAMPLES = 50

@@ -150,7 +150,7 @@ def test_snapshot_and_changed_fields():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_appends_keep_one_chain(users):
+def test_concurrent_appends_keep_one_chain():
     """Writers in separate transactions queue on the chain lock: no two entries name the
     same predecessor (on PostgreSQL a row lock on the newest entry would fork the chain)."""
     errors: list[BaseException] = []
