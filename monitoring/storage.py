@@ -15,6 +15,8 @@ log = logging.getLogger("ingest")
 DAY_MS = 86_400_000
 SAMPLE_TABLE = "monitoring_sample"
 PARTITION_PREFIX = "monitoring_sample_p"
+# Catches rows of days without a partition (migration 0006); ensure_partitions moves them out.
+DEFAULT_PARTITION = "monitoring_sample_default"
 # Partitions are made this many days ahead, so ingestion never waits for one.
 PARTITION_DAYS_AHEAD = 7
 
@@ -79,16 +81,9 @@ def insert_samples(series_ids: list[int], timestamps: list[int], values: list[fl
                 list(zip(series_ids, timestamps, values, strict=True)),
             )
         return
-    days = range(day_of(min(timestamps)), day_of(max(timestamps)) + 1)
-    ensure_partitions(days)
-    try:
-        _insert_samples_postgres(series_ids, timestamps, values)
-    except pg_errors.CheckViolation:
-        # "no partition of relation found for row": a partition this process believed in
-        # was dropped (a cleanup with a shorter retention) or rolled back. Make them again.
-        _known_days.difference_update(days)
-        ensure_partitions(days)
-        _insert_samples_postgres(series_ids, timestamps, values)
+    # A day without its partition would land in the DEFAULT partition; make it instead.
+    ensure_partitions(range(day_of(min(timestamps)), day_of(max(timestamps)) + 1))
+    _insert_samples_postgres(series_ids, timestamps, values)
 
 
 def _insert_samples_postgres(series_ids: list[int], timestamps: list[int], values: list[float | None]) -> None:
@@ -173,10 +168,11 @@ def partition_name(day: int) -> str:
 
 def partition_day(name: str) -> int | None:
     """The epoch day of a partition named by partition_name(), or None for another table."""
-    if not name.startswith(PARTITION_PREFIX):
+    digits = name[len(PARTITION_PREFIX) :]
+    if not name.startswith(PARTITION_PREFIX) or len(digits) != 8 or not digits.isdigit():
         return None
     try:
-        day = datetime.strptime(name[len(PARTITION_PREFIX) :], "%Y%m%d").replace(tzinfo=UTC).date()
+        day = datetime.strptime(digits, "%Y%m%d").replace(tzinfo=UTC).date()
     except ValueError:
         return None
     return (day - date(1970, 1, 1)).days
@@ -200,29 +196,39 @@ def existing_partitions() -> dict[int, str]:
 
 def ensure_partitions(days: Iterable[int]) -> list[str]:
     """Create the daily partitions of these days that do not exist; returns the names created.
-    A partition is made empty and then attached, which locks the sample table only in SHARE
-    UPDATE EXCLUSIVE mode: inserts and queries go on (CREATE TABLE ... PARTITION OF would
-    take an ACCESS EXCLUSIVE lock)."""
+
+    A partition is made as a plain table, given the day's rows that had landed in the
+    DEFAULT partition, and attached: that locks the sample table only in SHARE UPDATE
+    EXCLUSIVE mode, so inserts and queries go on (CREATE TABLE ... PARTITION OF would take
+    an ACCESS EXCLUSIVE lock on it)."""
     wanted = set(days) - _known_days
     if not wanted:
         return []
     existing = existing_partitions()
     created = []
-    with connection.cursor() as cursor:
-        for day in sorted(wanted - set(existing)):
-            name = partition_name(day)
+    for day in sorted(wanted - set(existing)):
+        name = partition_name(day)
+        low, high = day * DAY_MS, (day + 1) * DAY_MS
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"CREATE TABLE {name} (LIKE {SAMPLE_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
             cursor.execute(
-                f"ALTER TABLE {SAMPLE_TABLE} ATTACH PARTITION {name} "
-                f"FOR VALUES FROM ({day * DAY_MS}) TO ({(day + 1) * DAY_MS})"
+                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE ts >= %s AND ts < %s"  # noqa: S608
+                f" RETURNING series_id, ts, value) INSERT INTO {name} (series_id, ts, value) SELECT * FROM moved",
+                [low, high],
             )
-            created.append(name)
+            cursor.execute(f"ALTER TABLE {SAMPLE_TABLE} ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})")
+        created.append(name)
     if created:
         log.info("created sample partitions %s", ", ".join(created))
     # Remembered once committed: a rolled-back CREATE leaves no partition behind.
     known = wanted | set(existing)
     transaction.on_commit(lambda: _known_days.update(known))
     return created
+
+
+def forget_partition(day: int) -> None:
+    """This process stops believing in the partition of `day` (it was dropped)."""
+    _known_days.discard(day)
 
 
 def maintain_partitions(*, today: date, retention_days: int, days_ahead: int = PARTITION_DAYS_AHEAD) -> list[str]:

@@ -1,0 +1,58 @@
+"""Celery shells around the monitoring core's periodic work."""
+
+from datetime import UTC
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(ignore_result=True)
+def cleanup_task() -> str:
+    """Remove what is older than the global retention (beat, every cleanup_interval)."""
+    from .retention import run_cleanup
+
+    return run_cleanup(now=timezone.now()).line()
+
+
+@shared_task(ignore_result=True)
+def maintain_partitions_task() -> str:
+    """Create the daily sample partitions of the retention window and the days ahead
+    (PostgreSQL; nothing to do on SQLite)."""
+    from .models import GlobalSettings
+    from .storage import maintain_partitions
+
+    created = maintain_partitions(
+        today=timezone.now().astimezone(UTC).date(), retention_days=GlobalSettings.load().retention_days
+    )
+    return f"created {len(created)} sample partitions" + (f": {', '.join(created)}" if created else "")
+
+
+@shared_task(ignore_result=True)
+def collect_system_metrics_task() -> str:
+    """Read this host's CPU, memory, disks, load and network and ingest them (beat, every
+    collection_interval)."""
+    from django.conf import settings
+
+    from .collectors import collect_system_metrics
+    from .ingest import ingest_samples
+
+    result = ingest_samples(collect_system_metrics(host=settings.MONITORING_HOSTNAME or None))
+    return f"system metrics: {result.accepted} stored, {len(result.rejected)} rejected"
+
+
+@shared_task(ignore_result=True)
+def scrape_targets_task() -> str:
+    """Claim the Prometheus targets whose interval has passed and hand them to
+    scrape_target_batch_task in batches (beat)."""
+    from .scrape import dispatch_due_scrapes
+
+    due = dispatch_due_scrapes(lambda target_ids: scrape_target_batch_task.delay(target_ids))
+    return f"{due} prometheus targets due"
+
+
+@shared_task(ignore_result=True)
+def scrape_target_batch_task(target_ids: list[int]) -> str:
+    """Scrape a batch of Prometheus targets concurrently and ingest what each returned."""
+    from .scrape import scrape_and_ingest
+
+    return scrape_and_ingest(target_ids).summary()
