@@ -220,8 +220,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Health checks ----------------------------------------------------------------------
 # Probes run on one asyncio loop per task: this many at once in a worker process, and a task
 # takes at most one batch of them, so it lasts about the longest timeout plus the jitter.
-HEALTHCHECK_CONCURRENCY = env_int("HEALTHCHECK_CONCURRENCY", 200)
-HEALTHCHECK_BATCH_SIZE = env_int("HEALTHCHECK_BATCH_SIZE", 200)
+HEALTHCHECK_CONCURRENCY = env_int("HEALTHCHECK_CONCURRENCY", 500)
+HEALTHCHECK_BATCH_SIZE = env_int("HEALTHCHECK_BATCH_SIZE", 500)
 HEALTHCHECK_JITTER_SECONDS = env_float("HEALTHCHECK_JITTER_SECONDS", 2.0)  # starts of a batch spread over this
 HEALTHCHECK_MAX_PER_TICK = env_int("HEALTHCHECK_MAX_PER_TICK", 5000)  # checks one dispatch tick hands out
 HEALTHCHECK_CLAIM_TIMEOUT = env_int("HEALTHCHECK_CLAIM_TIMEOUT", 600)  # a claim older than this is taken over

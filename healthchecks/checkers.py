@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import httpx
+import aiohttp
 from cryptography import x509
 
 from .choices import CheckKind, HealthStatus, PingKind
@@ -28,6 +28,8 @@ from .validation import command_argv, parse_expected_status, split_host_port
 DEFAULT_EXPECTED_STATUS = [(200, 299)]
 HTTP_BODY_LIMIT = 1024 * 1024  # bytes of a response body read for content matching
 EXCERPT_CHARS = 300
+MAX_REDIRECTS = 10
+USER_AGENT = "iot-monitoring-healthcheck/1.0"
 PING_INTERVAL_S = 0.2  # the shortest interval iputils allows an unprivileged user
 
 
@@ -70,7 +72,7 @@ class CheckOutcome:
 
 @dataclass(frozen=True)
 class RunOptions:
-    concurrency: int = 200  # probes in flight at once
+    concurrency: int = 500  # probes in flight at once
     spread: float = 0.0  # seconds over which the starts of a batch are spread (jitter)
     output_limit: int = 64 * 1024  # bytes kept of a custom command's stdout and of its stderr
     ping_method: str = "auto"  # auto | socket | command
@@ -86,6 +88,13 @@ class CheckError(Exception):
 
 def describe_error(exc: BaseException) -> str:
     """A readable one-line reason for an exception raised by a probe."""
+    # aiohttp's connector errors also subclass the ssl and OS errors they wrap: unwrap first.
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return describe_error(exc.certificate_error)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return describe_error(exc.os_error)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
@@ -94,14 +103,14 @@ def describe_error(exc: BaseException) -> str:
         return f"cannot resolve host: {exc.strerror or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return f"too many redirects (more than {MAX_REDIRECTS})"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL: {exc}"
+    if isinstance(exc, aiohttp.ClientError):
         cause = _specific_cause(exc)
-        if cause is not None:
+        if cause is not None and cause is not exc:
             return describe_error(cause)
-        return f"cannot connect: {exc}" if str(exc) else "cannot connect"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({exc.__class__.__name__})"
-    if isinstance(exc, httpx.HTTPError):
         return f"HTTP error: {exc}" if str(exc) else f"HTTP error: {exc.__class__.__name__}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -129,31 +138,34 @@ def _specific_cause(exc: BaseException) -> BaseException | None:
 
 
 class ProbeSession:
-    """Resources shared by the probes of one run: HTTP clients by TLS setting."""
+    """Resources shared by the probes of one run: an HTTP client session per TLS setting
+    (and the TLS contexts, which are costly to build: the CA store is read once)."""
 
     def __init__(self, options: RunOptions):
         self.options = options
-        self._clients: dict[tuple[bool, str | None], httpx.AsyncClient] = {}
+        self._sessions: dict[tuple[bool, str | None], aiohttp.ClientSession] = {}
 
-    def http_client(self, *, verify: bool, ca_file: str | None) -> httpx.AsyncClient:
-        key = (verify, ca_file)
-        client = self._clients.get(key)
-        if client is None:
-            verify_arg: bool | ssl.SSLContext = ssl.create_default_context(cafile=ca_file) if ca_file else verify
-            client = httpx.AsyncClient(
-                verify=verify_arg if verify else False,
-                # Each check opens its own connection, as a client of the service would: a pooled
-                # keep-alive connection would hide a server that no longer accepts new ones.
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-                headers={"User-Agent": "iot-monitoring-healthcheck/1.0"},
+    def http_session(self, *, verify: bool, ca_file: str | None) -> aiohttp.ClientSession:
+        key = (verify, ca_file if verify else None)
+        session = self._sessions.get(key)
+        if session is None:
+            tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if verify else False
+            # force_close: each check opens its own connection, as a client of the service
+            # would; a pooled keep-alive connection would hide a server that accepts no new ones.
+            connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls, happy_eyeballs_delay=0.25)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},
+                timeout=aiohttp.ClientTimeout(total=None),  # the Checker base owns the timeout
+                trust_env=False,
             )
-            self._clients[key] = client
-        return client
+            self._sessions[key] = session
+        return session
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
 
 class Checker:
@@ -216,51 +228,45 @@ class HttpChecker(Checker):
             raise CheckError("no url configured (in the check's config or its target's endpoint)")
         method = str(config.get("method", "GET")).upper()
         body = config.get("body")
-        client = self.session.http_client(verify=config.get("verify_tls", True), ca_file=config.get("ca_file"))
+        session = self.session.http_session(verify=config.get("verify_tls", True), ca_file=config.get("ca_file"))
         started = time.perf_counter()
-        async with client.stream(
+        async with session.request(
             method,
             url,
             headers={k: str(v) for k, v in (config.get("headers") or {}).items()},
-            content=body.encode() if isinstance(body, str) else None,
+            data=body.encode() if isinstance(body, str) else None,
             json=body if isinstance(body, (dict, list)) else None,
-            follow_redirects=config.get("follow_redirects", True),
-            timeout=check.timeout,
+            allow_redirects=config.get("follow_redirects", True),
+            max_redirects=MAX_REDIRECTS,
         ) as response:
             raw = bytearray()
-            async for chunk in response.aiter_bytes():
-                raw += chunk[: HTTP_BODY_LIMIT - len(raw)]
-                if len(raw) >= HTTP_BODY_LIMIT:
+            while len(raw) < HTTP_BODY_LIMIT:
+                chunk = await response.content.read(HTTP_BODY_LIMIT - len(raw))
+                if not chunk:
                     break
+                raw += chunk
         elapsed = time.perf_counter() - started
-        text = raw.decode(response.encoding or "utf-8", errors="replace")
-        details: dict[str, Any] = {
-            "status_code": response.status_code,
-            "url": str(response.url),
-            "redirects": len(response.history),
-        }
+        text = raw.decode(response.charset or "utf-8", errors="replace")
+        status = response.status
+        details: dict[str, Any] = {"status_code": status, "url": str(response.url), "redirects": len(response.history)}
         expected = parse_expected_status(config["expected_status"]) if "expected_status" in config else None
         ranges = expected or DEFAULT_EXPECTED_STATUS
         failure = None
-        if not any(low <= response.status_code <= high for low, high in ranges):
+        if not any(low <= status <= high for low, high in ranges):
             wanted = config.get("expected_status", "2xx")
-            failure = f"HTTP {response.status_code} {response.reason_phrase} (expected {wanted})"
+            failure = f"HTTP {status} {response.reason or ''}".rstrip() + f" (expected {wanted})"
         elif config.get("expected_content") and config["expected_content"] not in text:
-            failure = f"HTTP {response.status_code}, but the response does not contain {config['expected_content']!r}"
+            failure = f"HTTP {status}, but the response does not contain {config['expected_content']!r}"
         elif config.get("expected_regex") and not re.search(config["expected_regex"], text):
-            failure = f"HTTP {response.status_code}, but the response does not match /{config['expected_regex']}/"
+            failure = f"HTTP {status}, but the response does not match /{config['expected_regex']}/"
         if failure:
             details["body_excerpt"] = _excerpt(text)
             return ProbeResult(HealthStatus.CRITICAL, failure, details, elapsed)
         limit = config.get("max_response_time")
         if limit is not None and elapsed > limit:
-            return ProbeResult(
-                HealthStatus.WARNING,
-                f"HTTP {response.status_code} in {elapsed:.3f} s, slower than {limit:g} s",
-                details,
-                elapsed,
-            )
-        return ProbeResult(HealthStatus.HEALTHY, f"HTTP {response.status_code} in {elapsed:.3f} s", details, elapsed)
+            message = f"HTTP {status} in {elapsed:.3f} s, slower than {limit:g} s"
+            return ProbeResult(HealthStatus.WARNING, message, details, elapsed)
+        return ProbeResult(HealthStatus.HEALTHY, f"HTTP {status} in {elapsed:.3f} s", details, elapsed)
 
 
 class TcpChecker(Checker):

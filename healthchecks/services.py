@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -152,7 +152,7 @@ def release_claims(*, claim_token: uuid.UUID | str, check_ids: Sequence[int] | N
     return rows.update(running_since=None, claim_token=None)
 
 
-def _queue_batch(claim_token: uuid.UUID, check_ids: list[int]) -> str:
+def queue_check_batch(claim_token: uuid.UUID, check_ids: list[int]) -> str:
     from .tasks import run_checks_task  # tasks import this module
 
     options = {"queue": settings.HEALTHCHECK_QUEUE} if settings.HEALTHCHECK_QUEUE else {}
@@ -171,7 +171,7 @@ def dispatch_due_checks(*, now: datetime) -> DispatchSummary:
     tasks = released = 0
     for batch in batches(claimed, settings.HEALTHCHECK_BATCH_SIZE):
         try:
-            _queue_batch(token, batch)
+            queue_check_batch(token, batch)
             tasks += 1
         except (BrokerError, RedisError, OSError) as exc:
             released += release_claims(claim_token=token, check_ids=batch)
@@ -222,7 +222,7 @@ def run_checks_now(
     later = [c.pk for c in checks if c.pk not in inline_ids]
     for batch in batches(later, settings.HEALTHCHECK_BATCH_SIZE):
         try:
-            report.queued.append(QueuedBatch(_queue_batch(token, batch), tuple(batch)))
+            report.queued.append(QueuedBatch(queue_check_batch(token, batch), tuple(batch)))
         except (BrokerError, RedisError, OSError) as exc:
             release_claims(claim_token=token, check_ids=batch)
             for check_id in batch:
@@ -292,7 +292,7 @@ def record_outcomes(
                         checked_at=result.checked_at,
                     )
                 )
-        HealthCheck.objects.bulk_update(checks, _STATE_FIELDS, batch_size=200)
+        _write_states(checks)
         if changes:
             transaction.on_commit(partial(publish_state_changes, changes))
     if claim_token is not None:
@@ -300,6 +300,22 @@ def record_outcomes(
         release_claims(claim_token=claim_token)
     ingest_result_metrics(checks, results)
     return results
+
+
+def _write_states(checks: Sequence[HealthCheck]) -> None:
+    """Write the state fields of `checks`, one parameterised UPDATE per row in one
+    executemany: Django's bulk_update builds a CASE expression per field and row, which
+    costs seconds of Python for a batch of a few hundred checks."""
+    if not checks:
+        return
+    meta = HealthCheck._meta
+    fields = [meta.get_field(name) for name in _STATE_FIELDS]
+    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+    # Names come from the model, never from input; values are parameters.
+    sql = f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608
+    rows = [[f.get_db_prep_save(f.value_from_object(c), connection) for f in fields] + [c.pk] for c in checks]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def heartbeat_outcome(check: HealthCheck, now: datetime, details: dict | None = None) -> CheckOutcome:
@@ -315,10 +331,11 @@ def heartbeat_outcome(check: HealthCheck, now: datetime, details: dict | None = 
 
 
 def publish_state_changes(changes: Sequence[StateChange]) -> None:
+    """One live-update event per recorded batch, listing every check whose state changed
+    (a fleet-wide outage is one message, not thousands)."""
     from dashboard.publish import GROUP_HEALTH, publish
 
-    for change in changes:
-        publish(GROUP_HEALTH, "check.state_changed", change.payload())
+    publish(GROUP_HEALTH, "health.state_changed", {"changes": [change.payload() for change in changes]})
 
 
 def result_samples(check: HealthCheck, result: HealthCheckResult) -> list:

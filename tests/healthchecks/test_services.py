@@ -147,11 +147,11 @@ def test_state_change_is_published_to_the_health_group(make_check, django_captur
         message = async_to_sync(layer.receive)(channel)
     finally:
         async_to_sync(layer.group_discard)("health", channel)
-    assert message["event"] == "check.state_changed"
-    assert message["payload"]["check_id"] == check.pk
-    assert message["payload"]["previous_status"] == "unknown"
-    assert message["payload"]["status"] == "critical"
-    assert message["payload"]["message"] == "HTTP 500"
+    assert message["event"] == "health.state_changed"
+    [change] = message["payload"]["changes"]
+    assert change["check_id"] == check.pk and change["key"] == "svc" and change["target"] == "device_service"
+    assert change["previous_status"] == "unknown" and change["status"] == "critical"
+    assert change["message"] == "HTTP 500"
 
 
 def test_no_publish_without_a_state_change(make_check, django_capture_on_commit_callbacks):
