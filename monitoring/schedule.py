@@ -7,7 +7,7 @@ Celery beat runs with the DatabaseScheduler, so a changed row takes effect witho
 
 import importlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from celery import Celery
@@ -91,7 +91,10 @@ def _set_interval(row: PeriodicTask, seconds: int) -> None:
 
 
 def sync_periodic_tasks(
-    global_settings: GlobalSettings | None = None, *, celery_app: Celery = default_celery_app
+    global_settings: GlobalSettings | None = None,
+    *,
+    celery_app: Celery = default_celery_app,
+    jobs: Sequence[PeriodicJob] = PERIODIC_JOBS,
 ) -> SyncResult:
     """Make a PeriodicTask row exist for every job whose task is registered.
 
@@ -104,7 +107,7 @@ def sync_periodic_tasks(
         global_settings = GlobalSettings.objects.filter(pk=1).first() or GlobalSettings()
     created, updated, unregistered = [], [], []
     with transaction.atomic():
-        for job in PERIODIC_JOBS:
+        for job in jobs:
             if not is_task_registered(job.task, celery_app):
                 unregistered.append(job.name)
                 continue
