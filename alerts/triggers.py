@@ -77,7 +77,8 @@ def _watched_metrics() -> dict[str, tuple[int, ...]]:
     if time.monotonic() - _watched_loaded_at < WATCHED_METRICS_TTL_S:
         return _watched
     by_metric: dict[str, list[int]] = {}
-    for metric, rule_id in AlertRule.objects.enabled().values_list("metric", "id"):
+    # Rules with a PromQL `expr` are not evaluated by this engine (alerts.evaluation skips them).
+    for metric, rule_id in AlertRule.objects.enabled().filter(expr="").values_list("metric", "id"):
         by_metric.setdefault(metric, []).append(rule_id)
     _watched = {metric: tuple(ids) for metric, ids in by_metric.items()}
     _watched_loaded_at = time.monotonic()

@@ -217,6 +217,13 @@ def test_alert_labels_are_series_labels_plus_rule_labels_and_severity() -> None:
     assert status.labels["team"] == "iot" and status.fingerprint == label_fingerprint({"host": "a"})
 
 
+def test_fingerprint_given_by_the_caller_identifies_the_alert() -> None:
+    # The evaluation service computes each series' fingerprint once for all rules.
+    given = InstantValue({"host": "a"}, 99.0, fingerprint="f" * 32)
+    outcome = evaluate(rule(), [given], (), T0)
+    assert list(outcome.alerts) == ["f" * 32] and outcome.transitions[0].fingerprint == "f" * 32
+
+
 def test_fingerprint_ignores_label_order() -> None:
     assert label_fingerprint({"a": "1", "b": "2"}) == label_fingerprint({"b": "2", "a": "1"})
     assert label_fingerprint({"a": "1"}) != label_fingerprint({"a": "2"})

@@ -1,6 +1,6 @@
 """The evaluation service on the database, and the on-ingest trigger that schedules it."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -13,7 +13,9 @@ from alerts.evaluation import evaluate_rules
 from alerts.lifecycle import resolve_alert
 from alerts.models import Alert, AlertEvent, AlertRule, Silence
 from alerts.tasks import evaluate_rules_task
+from config.celery import app as celery_app
 from monitoring.choices import AuditSource
+from monitoring.exposition import render_exposition
 from monitoring.ingest import SampleIn, ingest_samples
 from monitoring.instant import instant_vectors
 from monitoring.models import MonitoringTarget
@@ -39,6 +41,7 @@ def test_rules_watching_lists_enabled_rules_of_the_changed_metrics() -> None:
     cpu = make_rule("cpu")
     disk = make_rule("disk", metric="disk_usage_percent")
     make_rule("cpu-off", enabled=False)
+    make_rule("cpu-promql", expr="avg(cpu_usage_percent) > 80")
     make_rule("other", metric="memory_usage_percent")
 
     assert triggers.rules_watching({"cpu_usage_percent", "disk_usage_percent", "unwatched"}) == sorted(
@@ -313,3 +316,40 @@ def test_internal_alert_metrics_go_through_ingestion(t0: datetime) -> None:
     assert active == {"low": 0.0, "medium": 0.0, "high": 2.0, "critical": 0.0}  # the pending one does not count
     fired = {(s.labels["rule"], s.labels["severity"]): s.value for s in vectors["alerts_fired_total"]}
     assert fired == {("cpu", "high"): 2.0}
+
+
+@pytest.mark.django_db
+def test_internal_alert_metrics_show_on_the_metrics_endpoint(t0: datetime, client_for) -> None:
+    make_rule("cpu", severity="critical")
+    store_samples("cpu_usage_percent", {"host": "a"}, [(t0, 95.0)])
+    evaluate_rules(now=t0)
+    body = render_exposition().decode()
+    assert 'active_alerts{severity="critical"} 1' in body
+    assert 'alerts_fired_total{rule="cpu",severity="critical"} 1' in body
+    assert client_for("viewer").get("/metrics").status_code == 200
+
+
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    # The app reads Django settings under the CELERY_ namespace, so that is the key to set.
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.CELERY_TASK_ALWAYS_EAGER = True
+    try:
+        yield
+    finally:
+        celery_app.conf.CELERY_TASK_ALWAYS_EAGER = previous
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("eager_tasks")
+def test_ingesting_a_watched_metric_evaluates_its_rules() -> None:
+    rule = make_rule("cpu")
+    other = make_rule("disk", metric="disk_usage_percent")
+    triggers.forget_watched_metrics()
+    # The ingestion path commits, then tells the alert engine; with eager tasks the
+    # debounced evaluation runs at once instead of at the start of the next second.
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, [(timezone.now(), 95.0)])
+    alert = Alert.objects.get()
+    assert (alert.rule, alert.state) == (rule, AlertState.ACTIVE)
+    other.refresh_from_db()
+    assert other.last_evaluated_at is None  # a rule on another metric is not evaluated
