@@ -183,13 +183,19 @@ class SeriesSerializer(serializers.Serializer):
     last_timestamp = serializers.FloatField(allow_null=True, help_text="Epoch seconds of the last sample.")
 
     def to_representation(self, info: SeriesInfo) -> dict:
-        return {
-            "id": info.id,
-            "metric": info.metric,
-            "labels": dict(info.labels),
-            "last_value": format_value(info.last_value),
-            "last_timestamp": format_ts(info.last_ts),
-        }
+        return series_representation(info)
+
+
+def series_representation(info: SeriesInfo) -> dict:
+    """What SeriesSerializer writes, without a serializer instance per series (10,000 of
+    those cost more than the query)."""
+    return {
+        "id": info.id,
+        "metric": info.metric,
+        "labels": dict(info.labels),
+        "last_value": format_value(info.last_value),
+        "last_timestamp": format_ts(info.last_ts),
+    }
 
 
 class SeriesPointsSerializer(SeriesSerializer):
@@ -233,7 +239,7 @@ def _page_links(request, *, count: int, limit: int, offset: int) -> dict:
 
 def list_body(page: SeriesPage) -> dict:
     """The response body of a series listing, without the envelope and page links."""
-    return {"count": page.count, "metrics": [SeriesSerializer(info).data for info in page.series]}
+    return {"count": page.count, "metrics": [series_representation(info) for info in page.series]}
 
 
 def range_body(result: RangeResult) -> dict:
@@ -241,7 +247,7 @@ def range_body(result: RangeResult) -> dict:
     points_field = PointsField(bucketed=result.step_ms is not None)
     metrics = []
     for item in result.series:
-        entry = SeriesSerializer(item.series).data
+        entry = series_representation(item.series)
         entry["points"] = points_field.to_representation(item.points)
         metrics.append(entry)
     return {

@@ -4,8 +4,9 @@ time range, raw or in time buckets (avg/min/max) computed by the database."""
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from django.db.models import Avg, BigIntegerField, Count, ExpressionWrapper, F, Max, Min, QuerySet
+from django.db.models import Avg, BigIntegerField, Count, ExpressionWrapper, F, Max, Min, QuerySet, Window
 
 from .models import Sample, Series
 
@@ -38,8 +39,8 @@ class SeriesSelector:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SeriesInfo:
+class SeriesInfo(NamedTuple):
+    # A tuple, not a frozen dataclass: a page may hold 10,000 of these.
     id: int
     metric: str
     labels: Mapping[str, str]
@@ -53,8 +54,7 @@ class SeriesPage:
     series: tuple[SeriesInfo, ...]
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
     """A raw sample (count 1, min = max = value) or a bucket starting at `ts` whose value is
     the average of its samples."""
 
@@ -92,18 +92,24 @@ def select_series(selector: SeriesSelector) -> QuerySet:
     return queryset.order_by("name", "id")
 
 
-def _info(row: Series) -> SeriesInfo:
-    # A series with a last time but no last value last received NaN (stored as NULL).
-    last_value = _nan_if_none(row.last_value) if row.last_ts is not None else None
-    return SeriesInfo(row.id, row.name, row.labels, last_value, row.last_ts)
-
-
 def list_series(selector: SeriesSelector, *, limit: int, offset: int = 0) -> SeriesPage:
-    """One page of the matching series with their last value, in two queries."""
+    """One page of the matching series with their last value. The total comes with the
+    page (a window count), so this is one query, two only for a page past the end."""
     queryset = select_series(selector)
-    count = queryset.count()
-    rows = queryset.only("id", "name", "labels", "last_value", "last_ts")[offset : offset + limit] if count else []
-    return SeriesPage(count, tuple(_info(row) for row in rows))
+    rows = list(
+        queryset.annotate(total=Window(Count("*"))).values_list(
+            "id", "name", "labels", "last_value", "last_ts", "total"
+        )[offset : offset + limit]
+    )
+    count = rows[0][-1] if rows else (queryset.count() if offset else 0)
+    # NaN is stored as NULL; a series without a last time has no last value at all.
+    return SeriesPage(
+        count,
+        tuple(
+            SeriesInfo(id, name, labels, None if ts is None else _nan_if_none(value), ts)
+            for id, name, labels, value, ts, _ in rows
+        ),
+    )
 
 
 def iter_latest(*, chunk_size: int = 5000) -> Iterator[tuple[str, Mapping[str, str], float, int]]:
@@ -190,7 +196,7 @@ def query_range(
 
     With `step_ms`, always buckets of that size. Without it, raw samples while no series
     has more than `max_points` in the range, else buckets of `default_step_ms`. The number
-    of queries (at most four) does not depend on the number of series."""
+    of queries (at most three) does not depend on the number of series."""
     if end_ms <= start_ms:
         raise QueryError("end", "end must be after start.")
     if step_ms is not None:

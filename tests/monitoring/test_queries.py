@@ -277,3 +277,20 @@ def test_list_series_selector_without_filters_returns_every_series_by_name(make_
 
     assert page.count == 2
     assert [info.metric for info in page.series] == ["a_metric", "b_metric"]
+
+
+def test_nan_samples_come_back_as_nan_and_are_skipped_by_bucket_aggregates(make_series, client_for):
+    make_series("ratio", {}, [(BASE_MS, 1.0), (BASE_MS + 1000, math.nan), (BASE_MS + 60_000, math.nan)])
+    client = client_for("viewer")
+    start, end = BASE_MS / 1000, BASE_MS / 1000 + 120
+
+    listed = client.get("/api/metrics", {"metric": "ratio"}).json()
+    raw = client.get("/api/metrics", {"metric": "ratio", "start": start, "end": end}).json()
+    bucketed = client.get("/api/metrics", {"metric": "ratio", "start": start, "end": end, "step": 60}).json()
+
+    assert listed["metrics"][0]["last_value"] == "NaN"
+    assert [point["value"] for point in raw["metrics"][0]["points"]] == [1.0, "NaN", "NaN"]
+    assert bucketed["metrics"][0]["points"] == [
+        {"timestamp": start, "value": 1.0, "min": 1.0, "max": 1.0, "count": 2},
+        {"timestamp": start + 60, "value": "NaN", "min": "NaN", "max": "NaN", "count": 1},
+    ]
