@@ -105,3 +105,19 @@ def test_cpu_usage_reflects_a_busy_core():
 
     # One core spun for the whole interval: at least a share of one core, minus noise.
     assert cpu.value >= 100 / psutil.cpu_count() * 0.5
+
+
+@pytest.mark.django_db
+def test_the_beat_task_stores_the_reading(settings):
+    from monitoring.models import Series
+    from monitoring.tasks import collect_system_metrics_task
+
+    settings.MONITORING_HOSTNAME = "collector-test"
+
+    summary = collect_system_metrics_task.apply().get()
+
+    stored = Series.objects.filter(labels__host="collector-test")
+    assert set(stored.values_list("name", flat=True)) == DOCUMENTED
+    assert summary == f"system metrics: {stored.count()} stored, 0 rejected"
+    memory = stored.get(name="memory_usage_percent")
+    assert 0 < memory.last_value <= 100

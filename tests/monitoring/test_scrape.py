@@ -276,3 +276,27 @@ def test_dispatch_hands_out_due_targets_in_batches(make_target):
     assert [len(batch) for batch in sent] == [2, 2, 1]
     assert sorted(target_id for batch in sent for target_id in batch) == sorted(t.pk for t in targets)
     assert dispatch_due_scrapes(sent.append, batch_size=2) == 0
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks sent with .delay() run in-process, as a worker would run them. The app reads
+    Django's CELERY_-prefixed settings first, so those are the keys to override."""
+    from config.celery import app
+
+    overrides = {"CELERY_TASK_ALWAYS_EAGER": True, "CELERY_TASK_EAGER_PROPAGATES": True}
+    before = {key: bool(app.conf.get(key)) for key in overrides}
+    app.conf.update(overrides)
+    yield
+    app.conf.update(before)
+
+
+def test_the_beat_task_scrapes_due_targets_through_batch_tasks(exporter, make_target, eager_celery):
+    from monitoring.tasks import scrape_targets_task
+
+    make_target("edge", exporter)
+
+    assert scrape_targets_task.apply().get() == "1 prometheus targets due"
+    assert list(_stored("up", job="edge").values()) == [1.0]
+    assert list(_stored("device_temperature_celsius", job="edge").values()) == [41.5]
+    assert scrape_targets_task.apply().get() == "0 prometheus targets due"  # not due again yet
