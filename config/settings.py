@@ -305,6 +305,12 @@ SESSION_COOKIE_HTTPONLY = True
 
 # --- Logging: stdout and a rotating monitoring.log, one line per event with its component -----
 LOG_LEVEL = env_str("LOG_LEVEL", "").upper() or None  # None: the config's logging.level, else INFO
+# runmonitor's web, worker and beat log to stdout (it sets LOG_STREAM=stdout); management
+# commands to stderr by default, so a log line never mixes into what a command prints
+# (`export_config > file.yaml`, JSON for scripts).
+LOG_STREAM = env_str("LOG_STREAM", "stderr").lower()
+if LOG_STREAM not in ("stdout", "stderr"):
+    raise ImproperlyConfigured(f"LOG_STREAM={LOG_STREAM!r} is not stdout or stderr")
 LOG_FILE = Path(env_str("MONITORING_LOG_FILE", str(VAR_DIR / "monitoring.log")))
 LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
 LOGGING = {
@@ -314,7 +320,7 @@ LOGGING = {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"},
+        "console": {"class": "logging.StreamHandler", "stream": f"ext://sys.{LOG_STREAM}", "formatter": "line"},
         "file": {
             "class": "monitoring.logconfig.SharedRotatingFileHandler",  # web, worker and beat share the file
             "filename": str(LOG_FILE),
@@ -324,7 +330,7 @@ LOGGING = {
             "delay": True,
         },
     },
-    "root": {"handlers": ["stdout", "file"], "level": LOG_LEVEL or "INFO"},
+    "root": {"handlers": ["console", "file"], "level": LOG_LEVEL or "INFO"},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
     },

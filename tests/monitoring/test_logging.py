@@ -23,7 +23,7 @@ logging.getLogger("notifications").debug("outbox empty")
 
 def run_django(script: str, var_dir: Path, **env: str) -> subprocess.CompletedProcess:
     """Run `script` in a fresh Django process whose files live in `var_dir`."""
-    environment = {key: value for key, value in os.environ.items() if key != "LOG_LEVEL"}
+    environment = {key: value for key, value in os.environ.items() if key not in ("LOG_LEVEL", "LOG_STREAM")}
     environment |= {"MONITORING_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "config.settings", **env}
     environment.setdefault("REDIS_URL", settings.REDIS_URL)  # no embedded Redis of its own
     done = subprocess.run(
@@ -58,7 +58,7 @@ def test_an_unknown_log_level_is_refused_with_its_source():
 
 
 def test_each_event_is_one_line_naming_its_component_on_stdout_and_in_the_file(tmp_path):
-    done = run_django(EMIT, tmp_path, LOG_LEVEL="INFO")
+    done = run_django(EMIT, tmp_path, LOG_LEVEL="INFO", LOG_STREAM="stdout")  # as runmonitor's children
 
     log_lines = (tmp_path / "monitoring.log").read_text().splitlines()
     errors = [line for line in log_lines if " ERROR " in line]  # grep ERROR monitoring.log
@@ -69,6 +69,13 @@ def test_each_event_is_one_line_naming_its_component_on_stdout_and_in_the_file(t
     assert any(line.endswith("WARNING alerting rule high_cpu_usage fired") for line in log_lines)
     assert not any("outbox empty" in line for line in log_lines)  # DEBUG is below INFO
     assert "ERROR health_check check db_port failed" in done.stdout
+
+
+def test_commands_log_to_stderr_so_their_stdout_stays_data(tmp_path):
+    done = run_django(EMIT + "print('data only')", tmp_path, LOG_LEVEL="INFO")
+
+    assert done.stdout == "data only\n"
+    assert "ERROR health_check check db_port failed" in done.stderr
 
 
 def test_log_level_from_env_filters_what_is_written(tmp_path):

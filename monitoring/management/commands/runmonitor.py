@@ -180,7 +180,7 @@ class Command(BaseCommand):
 
     def make_supervisor(self, options: dict, log_level: str, extra_ports: list[int]) -> Supervisor:
         host, port = options["host"], options["port"]
-        env = {**os.environ, "LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1"}
+        env = {"LOG_STREAM": "stdout", **os.environ, "LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1"}
         env["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings")
         return Supervisor(
             [
