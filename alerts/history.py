@@ -39,9 +39,13 @@ def record_event(
 
 
 def after_transition(*, alert: Alert, event: AlertEvent) -> None:
-    """What every transition causes, registered inside the transaction: the live update
-    (after commit). The notifications outbox rows are written here too, in the same
-    transaction, once the notifications app provides them."""
+    """What every transition causes, registered inside the transaction: the notification
+    outbox rows (written now, in the same transaction; delivered after commit) and the
+    live update (after commit)."""
+    # Imported here: the notifications app imports the alerts models.
+    from notifications.services import notify_transition
+
+    notify_transition(alert=alert, event=event)
     payload = {
         "id": alert.pk,
         "rule": alert.rule_id,

@@ -89,7 +89,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 MONITORING_PORT = env_int("MONITORING_PORT", 5002)
 MONITORING_ENCRYPTION_KEY = env_secret("MONITORING_ENCRYPTION_KEY")
 # Earlier keys, comma-separated, still accepted for decryption (key rotation).
-MONITORING_ENCRYPTION_OLD_KEYS = [k.strip() for k in env_secret("MONITORING_ENCRYPTION_OLD_KEYS").split(",") if k.strip()]
+MONITORING_ENCRYPTION_OLD_KEYS = [
+    k.strip() for k in env_secret("MONITORING_ENCRYPTION_OLD_KEYS").split(",") if k.strip()
+]
 MONITORING_API_KEY_PEPPER = env_secret("MONITORING_API_KEY_PEPPER")
 MONITORING_ADMIN_PASSWORD = env_secret("MONITORING_ADMIN_PASSWORD")
 MONITORING_DEMO_CONFIG = env_str("MONITORING_DEMO_CONFIG", str(BASE_DIR / "config" / "demo-config.yaml"))
@@ -231,6 +233,18 @@ HEALTHCHECK_PING_METHOD = env_str("HEALTHCHECK_PING_METHOD", "auto")  # auto | s
 HEALTHCHECK_QUEUE = env_str("HEALTHCHECK_QUEUE", "")  # Celery queue of check batches ("" = the default)
 if HEALTHCHECK_PING_METHOD not in ("auto", "socket", "command"):
     raise ImproperlyConfigured(f"HEALTHCHECK_PING_METHOD={HEALTHCHECK_PING_METHOD!r} is not auto, socket or command")
+
+# --- Notifications ----------------------------------------------------------------------
+# Deliveries and outbox/escalation sweeps run on their own queue, so a flood of evaluations
+# or checks never delays a page. A worker started without -Q (runmonitor's) consumes every
+# queue listed here; a dedicated notifications worker is `celery -A config worker -Q notifications`.
+NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE", "notifications")
+CELERY_TASK_ROUTES = {"notifications.tasks.*": {"queue": NOTIFICATIONS_QUEUE}}
+CELERY_TASK_QUEUES = {
+    name: {"exchange": name, "routing_key": name}
+    for name in dict.fromkeys(["celery", NOTIFICATIONS_QUEUE, HEALTHCHECK_QUEUE])
+    if name
+}
 
 # --- Metrics: system collector, Prometheus scrape, /metrics ----------------------------------
 MONITORING_HOSTNAME = env_str("MONITORING_HOSTNAME")  # the system collector's `host` label (default: hostname)

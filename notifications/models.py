@@ -16,6 +16,10 @@ class NotificationChannel(models.Model):
     secrets = models.TextField(blank=True, default="", help_text="Encrypted JSON of the channel's secrets.")
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     template = models.TextField(blank=True, default="", help_text="Overrides the kind's message template.")
+    failing_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set when a send failed for good; cleared by the next successful send."
+    )
+    last_error = models.TextField(blank=True, default="", help_text="The error of the send that failed for good.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,6 +47,9 @@ class Notification(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A sending row is re-claimed after this.")
+    claim_token = models.CharField(
+        max_length=32, blank=True, default="", help_text="Which claim holds a sending row: its writes check it."
+    )
     last_error = models.TextField(blank=True, default="")
     permanent_failure = models.BooleanField(default=False)
     suppressed_reason = models.CharField(max_length=200, blank=True, default="")

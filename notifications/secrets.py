@@ -15,7 +15,8 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {
     ChannelKind.EMAIL: ("password",),
     ChannelKind.SLACK: ("webhook_url",),  # the URL is the credential
     ChannelKind.SMS: ("auth_token",),
-    ChannelKind.WEBHOOK: (),  # its secrets are header values: see is_secret_header
+    # The HMAC key that signs each request; its other secrets are header values: see is_secret_header.
+    ChannelKind.WEBHOOK: ("signing_secret",),
     ChannelKind.PAGERDUTY: ("integration_key",),
 }
 HEADERS = "headers"
