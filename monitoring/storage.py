@@ -3,8 +3,10 @@ parameters, daily partitions of the sample table) and SQLite (executemany, JSON 
 
 import json
 import logging
+import struct
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import psycopg
 from django.db import connection, transaction
@@ -86,6 +88,32 @@ def insert_samples(series_ids: list[int], timestamps: list[int], values: list[fl
     _insert_samples_postgres(series_ids, timestamps, values)
 
 
+# COPY's binary format: a header, then per row the field count and each field as its
+# length and big-endian bytes (length -1: NULL), then a -1 trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_COPY_ROW = struct.Struct(">hiqiqid").pack
+_COPY_ROW_NULL_VALUE = struct.Struct(">hiqiqi").pack
+
+
+def _copy_data(series_ids: list[int], timestamps: list[int], values: list[float | None]) -> bytes:
+    # Packing rows here costs a third of psycopg's write_row per row.
+    rows = [
+        _COPY_ROW(3, 8, series_id, 8, ts, 8, value)
+        if value is not None
+        else _COPY_ROW_NULL_VALUE(3, 8, series_id, 8, ts, -1)
+        for series_id, ts, value in zip(series_ids, timestamps, values, strict=True)
+    ]
+    return b"".join([_COPY_HEADER, *rows, _COPY_TRAILER])
+
+
+def pg_array(items: list[int] | list[float | None]) -> str:
+    """A PostgreSQL array literal of numbers (None: NULL; inf, -inf and nan as Python
+    spells them, which PostgreSQL reads). repr() of a whole list runs in C: psycopg's
+    list adapter costs about 1 us per element in Python."""
+    return "{" + repr(items)[1:-1].replace("None", "NULL") + "}"
+
+
 def _insert_samples_postgres(series_ids: list[int], timestamps: list[int], values: list[float | None]) -> None:
     # COPY straight into the table is the fast path. It fails as a whole on the first sample
     # already stored (a retried batch) or repeated in the batch; only then the batch goes
@@ -94,10 +122,9 @@ def _insert_samples_postgres(series_ids: list[int], timestamps: list[int], value
         with (
             transaction.atomic(),
             _pg_cursor() as cursor,
-            cursor.copy("COPY monitoring_sample (series_id, ts, value) FROM STDIN") as copy,
+            cursor.copy("COPY monitoring_sample (series_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy,
         ):
-            for row in zip(series_ids, timestamps, values, strict=True):
-                copy.write_row(row)
+            copy.write(_copy_data(series_ids, timestamps, values))
         return
     except pg_errors.UniqueViolation:
         pass
@@ -105,10 +132,10 @@ def _insert_samples_postgres(series_ids: list[int], timestamps: list[int], value
         cursor.execute(
             """
             INSERT INTO monitoring_sample (series_id, ts, value)
-            SELECT * FROM unnest(%b::int8[], %b::int8[], %b::float8[])
+            SELECT * FROM unnest(%s::int8[], %s::int8[], %s::float8[])
             ON CONFLICT DO NOTHING
             """,
-            [series_ids, timestamps, values],
+            [pg_array(series_ids), pg_array(timestamps), pg_array(values)],
         )
 
 
@@ -126,17 +153,17 @@ def update_last_values(series_ids: list[int], timestamps: list[int], values: lis
                         last_value = CASE WHEN s.last_ts IS NULL OR s.last_ts < v.ts
                                           THEN v.value ELSE s.last_value END,
                         last_ts = GREATEST(s.last_ts, v.ts)
-                    FROM unnest(%b::int8[], %b::int8[], %b::float8[]) AS v(id, ts, value)
+                    FROM unnest(%s::int8[], %s::int8[], %s::float8[]) AS v(id, ts, value)
                     WHERE s.id = v.id
                     RETURNING 1
                 )
                 SELECT count(*) FROM updated
                 """,
-                [series_ids, timestamps, values],
+                [pg_array(series_ids), pg_array(timestamps), pg_array(values)],
             )
             if cursor.fetchone()[0] == len(series_ids):
                 return set()
-            cursor.execute("SELECT id FROM monitoring_series WHERE id = ANY(%b)", [series_ids])
+            cursor.execute("SELECT id FROM monitoring_series WHERE id = ANY(%s::int8[])", [pg_array(series_ids)])
             return set(series_ids) - {row[0] for row in cursor.fetchall()}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -220,10 +247,15 @@ def ensure_partitions(days: Iterable[int]) -> list[str]:
         created.append(name)
     if created:
         log.info("created sample partitions %s", ", ".join(created))
-    # Remembered once committed: a rolled-back CREATE leaves no partition behind.
-    known = wanted | set(existing)
-    transaction.on_commit(lambda: _known_days.update(known))
+    transaction.on_commit(partial(_remember_days, wanted | set(existing)))
     return created
+
+
+def _remember_days(days: set[int]) -> None:
+    # Remembered once committed: a rolled-back CREATE leaves no partition behind. Callbacks
+    # run inside a still-open atomic block only when a test runs captured ones by hand.
+    if not connection.in_atomic_block:
+        _known_days.update(days)
 
 
 def forget_partition(day: int) -> None:
