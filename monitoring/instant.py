@@ -34,7 +34,7 @@ def instant_vector(
     are left out. A NaN sample is a value (stored as NULL, read back as NaN)."""
     matchers = matchers or {}
     return [
-        sample
+        InstantSample(dict(sample.labels), sample.value, sample.ts)  # a copy the caller may change
         for sample in instant_vectors([metric], at, lookback_s)[metric]
         if all(sample.labels.get(name, "") == value for name, value in matchers.items())
     ]
@@ -44,25 +44,31 @@ def instant_vectors(
     metrics: Iterable[str], at: datetime, lookback_s: float = DEFAULT_LOOKBACK_S
 ) -> dict[str, list[InstantSample]]:
     """Instant vectors of several metrics at once, by metric name (every name is a key).
+    The label dicts are shared between calls: read them, never change them.
 
     One query over Series answers every series whose last sample is at or before `at` (the
     usual case when evaluating "now"): its last value is the answer. Only series with
     samples after `at` (a replay, a late clock) need the sample table, one query per chunk
-    of them, each an index seek on (series, ts)."""
+    of them, each an index seek on (series, ts). Labels are read once per series and then
+    remembered by fingerprint, so a round does not decode ten thousand JSON objects."""
     metrics = sorted(set(metrics))
     hi = epoch_ms(at)
     lo = hi - round(lookback_s * 1000)
+    found: list[tuple[int, str, str, int, float | None]] = []
+    for start in range(0, len(metrics), CHUNK):
+        found += Series.objects.filter(name__in=metrics[start : start + CHUNK], last_ts__gte=lo).values_list(
+            "id", "name", "fingerprint", "last_ts", "last_value"
+        )
+    labels_of = _labels_by_fingerprint([fingerprint for _, _, fingerprint, _, _ in found])
     vectors: dict[str, list[InstantSample]] = {metric: [] for metric in metrics}
     later: dict[int, tuple[str, dict[str, str]]] = {}
-    for start in range(0, len(metrics), CHUNK):
-        rows = Series.objects.filter(name__in=metrics[start : start + CHUNK], last_ts__gte=lo).values_list(
-            "id", "name", "labels", "last_ts", "last_value"
-        )
-        for series_id, name, labels, last_ts, last_value in rows:
-            if last_ts > hi:
-                later[series_id] = (name, labels)
-            else:
-                vectors[name].append(InstantSample(labels, _float(last_value), last_ts))
+    for series_id, name, fingerprint, last_ts, last_value in found:
+        if fingerprint not in labels_of:
+            continue  # deleted (retention) between the two queries
+        if last_ts > hi:
+            later[series_id] = (name, labels_of[fingerprint])
+        else:
+            vectors[name].append(InstantSample(labels_of[fingerprint], _float(last_value), last_ts))
     ids = list(later)
     for start in range(0, len(ids), CHUNK):
         window = Sample.objects.filter(series=OuterRef("pk"), ts__gte=lo, ts__lte=hi).order_by("-ts")
@@ -76,6 +82,24 @@ def instant_vectors(
             name, labels = later[series_id]
             vectors[name].append(InstantSample(labels, _float(value), ts))
     return vectors
+
+
+# A series' labels never change (its fingerprint is their hash), so they are decoded once
+# per process. Dropped whole past LABELS_MEMO_LIMIT series.
+_labels_memo: dict[str, dict[str, str]] = {}
+LABELS_MEMO_LIMIT = 200_000
+
+
+def _labels_by_fingerprint(fingerprints: list[str]) -> dict[str, dict[str, str]]:
+    missing = [fingerprint for fingerprint in fingerprints if fingerprint not in _labels_memo]
+    if len(_labels_memo) + len(missing) > LABELS_MEMO_LIMIT:
+        _labels_memo.clear()
+        missing = fingerprints
+    for start in range(0, len(missing), CHUNK):
+        _labels_memo.update(
+            Series.objects.filter(fingerprint__in=missing[start : start + CHUNK]).values_list("fingerprint", "labels")
+        )
+    return {fingerprint: _labels_memo[fingerprint] for fingerprint in fingerprints if fingerprint in _labels_memo}
 
 
 def sample_history(

@@ -1,5 +1,6 @@
 """The evaluation service on the database, and the on-ingest trigger that schedules it."""
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -17,7 +18,7 @@ from config.celery import app as celery_app
 from monitoring.choices import AuditSource
 from monitoring.exposition import render_exposition
 from monitoring.ingest import SampleIn, ingest_samples
-from monitoring.instant import instant_vectors
+from monitoring.instant import epoch_ms, instant_vector, instant_vectors
 from monitoring.models import MonitoringTarget
 from monitoring.redis import redis_client
 
@@ -353,3 +354,45 @@ def test_ingesting_a_watched_metric_evaluates_its_rules() -> None:
     assert (alert.rule, alert.state) == (rule, AlertState.ACTIVE)
     other.refresh_from_db()
     assert other.last_evaluated_at is None  # a rule on another metric is not evaluated
+
+
+# --- Instant vectors (monitoring.instant), as the service reads them ------------------------
+
+
+@pytest.mark.django_db
+def test_instant_vector_takes_latest_sample_within_lookback(t0: datetime) -> None:
+    store_samples("temp", {"room": "a"}, [(t0 - timedelta(seconds=60), 20.0), (t0, 21.0)])
+    store_samples("temp", {"room": "b"}, [(t0 - timedelta(seconds=300), 30.0)])  # exactly at the edge
+    store_samples("temp", {"room": "c"}, [(t0 - timedelta(seconds=301), 40.0)])  # too old: absent
+    store_samples("temp", {"room": "d"}, [(t0, math.nan)])  # NaN is a value (stored as NULL)
+    store_samples("pressure", {"room": "a"}, [(t0, 1013.0)])
+
+    vector = {s.labels["room"]: (s.value, s.ts) for s in instant_vector("temp", {}, t0)}
+    assert set(vector) == {"a", "b", "d"}
+    assert vector["a"] == (21.0, epoch_ms(t0))
+    assert vector["b"] == (30.0, epoch_ms(t0 - timedelta(seconds=300)))
+    assert math.isnan(vector["d"][0])
+
+
+@pytest.mark.django_db
+def test_instant_vector_in_the_past_reads_the_sample_table(t0: datetime) -> None:
+    # Samples after `at` exist, so Series.last_value is not the answer.
+    store_samples("temp", {"room": "a"}, [(t0 + timedelta(seconds=s), float(s)) for s in (0, 30, 60, 400)])
+    store_samples("temp", {"room": "b"}, [(t0 + timedelta(seconds=200), 1.0)])
+    at = t0 + timedelta(seconds=45)
+    assert [(s.labels, s.value) for s in instant_vector("temp", None, at)] == [({"room": "a"}, 30.0)]
+    later = t0 + timedelta(seconds=420)  # room a's last sample (400) and room b's (200) are in range
+    assert sorted((s.labels["room"], s.value) for s in instant_vector("temp", None, later)) == [
+        ("a", 400.0),
+        ("b", 1.0),
+    ]
+
+
+@pytest.mark.django_db
+def test_instant_vector_matchers_treat_a_missing_label_as_empty(t0: datetime) -> None:
+    store_samples("up", {"job": "api", "env": "prod"}, [(t0, 1.0)])
+    store_samples("up", {"job": "db"}, [(t0, 0.0)])
+    assert [s.labels["job"] for s in instant_vector("up", {"env": "prod"}, t0)] == ["api"]
+    assert [s.labels["job"] for s in instant_vector("up", {"env": ""}, t0)] == ["db"]
+    vectors = instant_vectors(["up", "never_seen"], t0)
+    assert sorted(s.labels["job"] for s in vectors["up"]) == ["api", "db"] and vectors["never_seen"] == []
