@@ -16,6 +16,7 @@ from enum import StrEnum
 from functools import partial
 
 from django.db import connection, transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
@@ -177,6 +178,30 @@ class _StaleSeriesCache(Exception):
         self.missing = missing
 
 
+_retention = {"days": 0, "read_at": -math.inf}
+# Outside a transaction the retention is read at most this often per process (a query per
+# batch costs more than a small batch); saving the global settings in this process
+# refreshes it at once. Inside a caller's transaction it is read as that transaction sees
+# it (which may be about to roll back, as in tests).
+RETENTION_REFRESH_S = 10.0
+
+
+def _retention_days() -> int:
+    if connection.in_atomic_block:
+        return GlobalSettings.load().retention_days
+    if time.monotonic() - _retention["read_at"] > RETENTION_REFRESH_S:
+        _retention["days"] = GlobalSettings.load().retention_days
+        _retention["read_at"] = time.monotonic()
+    return _retention["days"]
+
+
+def _forget_retention(**kwargs: object) -> None:
+    _retention["read_at"] = -math.inf
+
+
+post_save.connect(_forget_retention, sender=GlobalSettings, dispatch_uid="monitoring-ingest-retention")
+
+
 def _notify_alert_engine(changed: frozenset[str]) -> None:
     from alerts import triggers  # alerts imports monitoring: import at call time
 
@@ -197,15 +222,55 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
     started = time.perf_counter()
     now = now or timezone.now()
     now_ms = int(now.timestamp() * 1000)
-    retention_days = GlobalSettings.load().retention_days
-    oldest_ms = now_ms - retention_days * 86_400_000
-    newest_ms = now_ms + MAX_FUTURE_MS
-    inf = math.inf
+    window = (now_ms - _retention_days() * 86_400_000, now_ms + MAX_FUTURE_MS)
 
+    batch = _validate(samples, now_ms, window)
+    if batch.refs:
+        try:
+            _store(batch)
+        except _StaleSeriesCache as exc:
+            log.info("%s; resolving them again", exc)
+            forget_series(exc.missing)
+            batch = _validate(samples, now_ms, window)
+            _store(batch)
+        transaction.on_commit(partial(_notify_alert_engine, batch.metrics), robust=True)
+
+    accepted, rejections = len(batch.refs), batch.rejections
+    elapsed = time.perf_counter() - started
+    _count(accepted, rejections, elapsed)
+    if rejections:
+        reasons = Tally(rejection.reason for rejection in rejections)
+        log.info(
+            "stored %d of %d samples; rejected %s",
+            accepted,
+            len(samples),
+            ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items())),
+        )
+    else:
+        log.debug("stored %d samples in %.1f ms", accepted, elapsed * 1000)
+    return IngestResult(accepted=accepted, rejected=tuple(rejections), changed_metrics=batch.metrics)
+
+
+@dataclass
+class _Batch:
+    """The accepted samples of a batch, column by column. A ref is the series id when the
+    cache knows it, else the (metric, label items) cache key, resolved by _store()."""
+
+    refs: list[int | tuple]
+    timestamps: list[int]
+    values: list[float | None]
+    metrics: frozenset[str]
+    rejections: list[Rejection]
+
+
+def _validate(samples: Sequence[SampleIn], now_ms: int, window: tuple[int, int]) -> _Batch:
+    # The hot loop: about 1 us per sample when the series is cached. Nothing per sample is
+    # kept but numbers (and the key of an uncached series): tuples kept for the whole batch
+    # would drive the garbage collector into full collections of the whole process.
+    oldest_ms, newest_ms = window
+    inf = math.inf
     rejections: list[Rejection] = []
-    # Per accepted sample: its cache key, its series id when cached (else None), ms, value.
-    keys: list[tuple] = []
-    refs: list[int | None] = []
+    refs: list[int | tuple] = []
     timestamps: list[int] = []
     values: list[float | None] = []
     metrics: set[str] = set()
@@ -216,14 +281,15 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
         labels = sample.labels
         try:
             key = (metric, tuple(labels.items()))
-            series_id = cache_get(key)
+            ref = cache_get(key)
         except (AttributeError, TypeError):  # labels not a mapping, or unhashable values
-            key = series_id = None
-        if series_id is None:
+            key = ref = None
+        if ref is None:
             reason = check_series(metric, labels)
             if reason is not None:
                 _reject(rejections, index, reason)
                 continue
+            ref = key
 
         value = sample.value
         kind = type(value)
@@ -256,45 +322,21 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
                 _reject(rejections, index, RejectReason.TOO_FAR_IN_FUTURE)
                 continue
 
-        keys.append(key)
-        refs.append(series_id)
+        refs.append(ref)
         timestamps.append(ms)
         values.append(value)
         metrics.add(metric)
-
-    accepted = len(refs)
-    changed = frozenset(metrics)
-    if accepted:
-        try:
-            _store(keys, refs, timestamps, values)
-        except _StaleSeriesCache as exc:
-            log.info("%s; resolving them again", exc)
-            forget_series(exc.missing)
-            _store(keys, [None if ref in exc.missing else ref for ref in refs], timestamps, values)
-        transaction.on_commit(partial(_notify_alert_engine, changed), robust=True)
-
-    elapsed = time.perf_counter() - started
-    _count(accepted, rejections, elapsed)
-    if rejections:
-        reasons = Tally(rejection.reason for rejection in rejections)
-        log.info(
-            "stored %d of %d samples; rejected %s",
-            accepted,
-            len(samples),
-            ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items())),
-        )
-    else:
-        log.debug("stored %d samples in %.1f ms", accepted, elapsed * 1000)
-    return IngestResult(accepted=accepted, rejected=tuple(rejections), changed_metrics=changed)
+    return _Batch(refs, timestamps, values, frozenset(metrics), rejections)
 
 
-def _store(keys: list[tuple], refs: list[int | None], timestamps: list[int], values: list[float | None]) -> None:
+def _store(batch: _Batch) -> None:
     """Resolve the series not cached, write the samples and move each series' last value,
     all in one transaction (a savepoint when the caller already has one open)."""
+    refs, timestamps, values = batch.refs, batch.timestamps, batch.values
     with transaction.atomic():
         found: dict[tuple, int] = {}
-        if None in refs:
-            unknown = {key: None for key, ref in zip(keys, refs, strict=True) if ref is None}
+        unknown = {ref: "" for ref in refs if type(ref) is tuple}
+        if unknown:
             wanted = {}
             for key in unknown:
                 labels = normalize_labels(dict(key[1]))
@@ -303,7 +345,7 @@ def _store(keys: list[tuple], refs: list[int | None], timestamps: list[int], val
                 wanted[fingerprint] = (key[0], labels)
             ids = storage.resolve_series(wanted, created_at=timezone.now())
             found = {key: ids[fingerprint] for key, fingerprint in unknown.items()}
-            refs = [found[key] if ref is None else ref for key, ref in zip(keys, refs, strict=True)]
+            refs = [found[ref] if type(ref) is tuple else ref for ref in refs]
 
         storage.insert_samples(refs, timestamps, values)
 

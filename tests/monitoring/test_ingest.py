@@ -346,3 +346,15 @@ def test_cached_series_are_used_across_batches(django_assert_max_num_queries):
         result = ingest_samples([one(labels={"device_id": f"d-{i}"}) for i in range(100)], now=NOW)
     assert result.accepted == 100
     assert Sample.objects.count() == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_changed_retention_applies_to_the_next_batch():
+    assert ingest_samples([one(timestamp=NOW_S - 3 * 86400)], now=NOW).accepted == 1  # read and kept: 30 days
+    settings = GlobalSettings.load()
+    settings.retention_days = 2
+    settings.save()
+
+    result = ingest_samples([one(timestamp=NOW_S - 3 * 86400 + 1)], now=NOW)
+
+    assert [r.reason for r in result.rejected] == ["too_old"]
