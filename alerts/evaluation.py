@@ -190,8 +190,10 @@ def write_evaluations(
         rules = [r for r in locked.order_by("pk") if r.last_evaluated_at is None or r.last_evaluated_at <= now]
         if not rules:
             return written
+        rules_by_id = {rule.pk: rule for rule in rules}
         open_by_rule: dict[int, dict[str, Alert]] = {rule.pk: {} for rule in rules}
         for alert in Alert.objects.open().filter(rule__in=rules).select_for_update().order_by("pk"):
+            alert.rule = rules_by_id[alert.rule_id]  # the locked row, not one query per alert later
             open_by_rule[alert.rule_id][alert.fingerprint] = alert
 
         outcomes: list[tuple[AlertRule, dict[str, Alert], Evaluation]] = []
