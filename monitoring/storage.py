@@ -144,24 +144,19 @@ def update_last_values(series_ids: list[int], timestamps: list[int], values: lis
     Returns the ids of the given series that do not exist (a stale cache), normally none."""
     if is_postgres():
         with _pg_cursor() as cursor:
-            # Every listed row is written (unchanged when not newer) so that the count tells
-            # whether all of them exist, at no extra cost in the usual batch of new samples.
+            # Every listed row is written (unchanged when not newer) so that the row count
+            # tells whether all of them exist, at no extra cost in the usual batch.
             cursor.execute(
                 """
-                WITH updated AS (
-                    UPDATE monitoring_series AS s SET
-                        last_value = CASE WHEN s.last_ts IS NULL OR s.last_ts < v.ts
-                                          THEN v.value ELSE s.last_value END,
-                        last_ts = GREATEST(s.last_ts, v.ts)
-                    FROM unnest(%s::int8[], %s::int8[], %s::float8[]) AS v(id, ts, value)
-                    WHERE s.id = v.id
-                    RETURNING 1
-                )
-                SELECT count(*) FROM updated
+                UPDATE monitoring_series AS s SET
+                    last_value = CASE WHEN s.last_ts IS NULL OR s.last_ts < v.ts THEN v.value ELSE s.last_value END,
+                    last_ts = GREATEST(s.last_ts, v.ts)
+                FROM unnest(%s::int8[], %s::int8[], %s::float8[]) AS v(id, ts, value)
+                WHERE s.id = v.id
                 """,
                 [pg_array(series_ids), pg_array(timestamps), pg_array(values)],
             )
-            if cursor.fetchone()[0] == len(series_ids):
+            if cursor.rowcount == len(series_ids):
                 return set()
             cursor.execute("SELECT id FROM monitoring_series WHERE id = ANY(%s::int8[])", [pg_array(series_ids)])
             return set(series_ids) - {row[0] for row in cursor.fetchall()}

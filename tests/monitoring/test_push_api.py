@@ -299,3 +299,14 @@ def test_read_only_key_may_not_push(users, api_client, url):
 
     assert response.status_code == 403
     assert Sample.objects.count() == 0
+
+
+def test_garbage_collection_is_back_on_after_every_push(client_for):
+    import gc
+
+    client = client_for("viewer")
+    post(client, JSON_URL, b"{broken")
+    post(client, JSON_URL, '{"samples": [{"metric": "up", "value": 1}]}')
+    post(client, PROM_URL, "garbage {", "text/plain")
+
+    assert gc.isenabled()
