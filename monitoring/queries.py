@@ -92,22 +92,54 @@ def select_series(selector: SeriesSelector) -> QuerySet:
     return queryset.order_by("name", "id")
 
 
+# A series' labels never change (with its name they are its identity, its fingerprint),
+# so a process keeps them decoded: a listing then reads no JSON for series it has seen.
+# Keyed by (id, fingerprint), so an id that SQLite hands out again is a different key.
+_labels_cache: dict[tuple[int, str], Mapping[str, str]] = {}
+LABELS_CACHE_LIMIT = 200_000
+
+
+# Past this many series without cached labels, reading the page's labels again costs less
+# than an IN list of their ids.
+LABELS_BY_ID_LIMIT = 500
+
+
+def _labels_of(keys: list[tuple[int, str]], page: QuerySet) -> dict[tuple[int, str], Mapping[str, str]]:
+    """Labels of the (id, fingerprint) keys of `page`: from the cache, the rest in one query."""
+    missing = [key for key in keys if key not in _labels_cache]
+    if missing:
+        if len(_labels_cache) + len(missing) > LABELS_CACHE_LIMIT:
+            _labels_cache.clear()
+        if len(missing) > LABELS_BY_ID_LIMIT:
+            rows = page.values_list("id", "fingerprint", "labels")
+        else:
+            rows = Series.objects.filter(id__in=[series_id for series_id, _ in missing]).values_list(
+                "id", "fingerprint", "labels"
+            )
+        _labels_cache.update({(series_id, fingerprint): labels for series_id, fingerprint, labels in rows})
+    return {key: _labels_cache[key] for key in keys if key in _labels_cache}
+
+
 def list_series(selector: SeriesSelector, *, limit: int, offset: int = 0) -> SeriesPage:
     """One page of the matching series with their last value. The total comes with the
-    page (a window count), so this is one query, two only for a page past the end."""
+    page (a window count); labels come from a per-process cache, or one more query for the
+    series not seen yet. At most three queries, whatever the page size."""
     queryset = select_series(selector)
     rows = list(
         queryset.annotate(total=Window(Count("*"))).values_list(
-            "id", "name", "labels", "last_value", "last_ts", "total"
+            "id", "fingerprint", "name", "last_value", "last_ts", "total"
         )[offset : offset + limit]
     )
     count = rows[0][-1] if rows else (queryset.count() if offset else 0)
-    # NaN is stored as NULL; a series without a last time has no last value at all.
+    labels = _labels_of([(row[0], row[1]) for row in rows], queryset[offset : offset + limit])
+    # NaN is stored as NULL; a series without a last time has no last value at all. A
+    # series deleted between the two queries has no labels and is left out.
     return SeriesPage(
         count,
         tuple(
-            SeriesInfo(id, name, labels, None if ts is None else _nan_if_none(value), ts)
-            for id, name, labels, value, ts, _ in rows
+            SeriesInfo(id, name, labels[id, fingerprint], None if ts is None else _nan_if_none(value), ts)
+            for id, fingerprint, name, value, ts, _ in rows
+            if (id, fingerprint) in labels
         ),
     )
 

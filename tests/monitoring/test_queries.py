@@ -294,3 +294,34 @@ def test_nan_samples_come_back_as_nan_and_are_skipped_by_bucket_aggregates(make_
         {"timestamp": start, "value": 1.0, "min": 1.0, "max": 1.0, "count": 2},
         {"timestamp": start + 60, "value": "NaN", "min": "NaN", "max": "NaN", "count": 1},
     ]
+
+
+def test_a_reused_series_id_never_shows_the_labels_cached_for_the_old_series(make_series):
+    from monitoring.models import Series
+
+    old = make_series("m", {"host": "old"}, [(BASE_MS, 1.0)])
+    assert list_series(SeriesSelector(metric="m"), limit=10).series[0].labels == {"host": "old"}
+    series_id = old.id
+    old.delete()
+    Series.objects.create(id=series_id, name="m", labels={"host": "new"}, fingerprint="f" * 32, last_ts=BASE_MS)
+
+    (info,) = list_series(SeriesSelector(metric="m"), limit=10).series
+
+    assert info.id == series_id
+    assert info.labels == {"host": "new"}
+
+
+def test_a_large_page_of_unseen_series_reads_its_labels_with_the_page(db):
+    from monitoring.models import Series
+    from monitoring.queries import LABELS_BY_ID_LIMIT
+
+    hosts = LABELS_BY_ID_LIMIT + 20
+    Series.objects.bulk_create(
+        Series(name="m", labels={"host": f"h{host:04}"}, fingerprint=f"{host:032}", last_ts=BASE_MS)
+        for host in range(hosts)
+    )
+
+    page = list_series(SeriesSelector(metric="m"), limit=hosts, offset=1)
+
+    assert page.count == hosts
+    assert [info.labels for info in page.series] == [{"host": f"h{host:04}"} for host in range(1, hosts)]
