@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 
 from alerts.choices import AlertState
-from alerts.models import Alert, EscalationPolicy
+from alerts.models import Alert, AlertRule, EscalationPolicy
 
 from .choices import NotificationEvent, NotificationStatus
 from .models import Notification, NotificationChannel
@@ -42,12 +43,13 @@ class PolicySpec:
 
     @property
     def period_minutes(self) -> int:
-        """How long one round of a repeating policy lasts: its last step's delay plus the
-        gap before that step once more (the last gap between steps, or the last step's
-        delay for a single step), at least REPEAT_MIN_MINUTES."""
-        last = self.steps[-1].after_minutes
-        gap = last - self.steps[-2].after_minutes if len(self.steps) > 1 else last
-        return last + max(gap, REPEAT_MIN_MINUTES)
+        """How long one round of a repeating policy lasts: from its first step to its last,
+        plus the gap before the first step comes again, which is the last gap between steps
+        (or, for a single step, its own delay), at least REPEAT_MIN_MINUTES. Steps at 0 and
+        15 minutes repeat at 30 and 45; a single step at 10 repeats every 10 minutes."""
+        first, last = self.steps[0].after_minutes, self.steps[-1].after_minutes
+        gap = last - self.steps[-2].after_minutes if len(self.steps) > 1 else first
+        return last - first + max(gap, REPEAT_MIN_MINUTES)
 
     def due_offset(self, position: int) -> timedelta | None:
         """How long after the alert fired the step at `position` is due; None past the last
@@ -109,18 +111,24 @@ def spec_from_snapshot(snapshot: Mapping[str, Any] | None) -> PolicySpec | None:
 def policy_for(*, rule_id: int, severity: str) -> EscalationPolicy | None:
     """The rule's own policy when it names an enabled one, else the first (oldest) enabled
     policy for the alert's severity."""
-    policy = EscalationPolicy.objects.filter(rules=rule_id, enabled=True).first()
-    if policy is None:
-        policy = EscalationPolicy.objects.filter(severity=severity, enabled=True).order_by("pk").first()
-    return policy
+    own = Exists(AlertRule.objects.filter(pk=rule_id, escalation_policy=OuterRef("pk")))
+    return (
+        EscalationPolicy.objects.annotate(own=own)
+        .filter(Q(own=True) | Q(severity=severity), enabled=True)
+        .order_by("-own", "pk")
+        .first()
+    )
 
 
-def start_escalation(alert: Alert, *, fired_at: datetime) -> set[int]:
-    """Copy the alert's policy onto it as it fires and schedule its first delayed step.
-    Returns the channel ids of the steps due at once (sent with the firing notification).
-    Called inside the transaction that records the firing."""
-    policy = policy_for(rule_id=alert.rule_id, severity=alert.severity)
-    snapshot = snapshot_of(policy) if policy is not None else None
+def policy_snapshot(*, rule_id: int, severity: str) -> dict[str, Any] | None:
+    policy = policy_for(rule_id=rule_id, severity=severity)
+    return snapshot_of(policy) if policy is not None else None
+
+
+def start_escalation(alert: Alert, *, snapshot: dict[str, Any] | None, fired_at: datetime) -> set[int]:
+    """Copy the policy (`snapshot`) onto the alert as it fires and schedule its first
+    delayed step. Returns the channel ids of the steps due at once (sent with the firing
+    notification). Called inside the transaction that records the firing."""
     spec = spec_from_snapshot(snapshot)
     immediate: set[int] = set()
     position = 0
@@ -129,7 +137,9 @@ def start_escalation(alert: Alert, *, fired_at: datetime) -> set[int]:
         for step in spec.steps[:position]:
             immediate.update(step.channels)
     offset = spec.due_offset(position) if spec is not None else None
-    _write_escalation(alert, snapshot, position, fired_at + offset if offset is not None else None)
+    next_at = fired_at + offset if offset is not None else None
+    if (snapshot, position, next_at) != (alert.escalation_snapshot, alert.escalation_step, alert.next_escalation_at):
+        _write_escalation(alert, snapshot, position, next_at)
     return immediate
 
 
@@ -215,12 +225,8 @@ def escalate_due(*, now: datetime, limit: int = SWEEP_LIMIT) -> tuple[int, list[
                 _write_escalation(alert, alert.escalation_snapshot, position, None)
                 continue
             step = spec.step_at(position)
-            channel_ids = set(
-                NotificationChannel.objects.filter(pk__in=step.channels, enabled=True).values_list("pk", flat=True)
-            )
-            rows = enqueue(
-                alert=alert, channel_ids=channel_ids, event=spec.event_at(position), step=position + 1, now=now
-            )
+            channels = NotificationChannel.objects.filter(pk__in=step.channels, enabled=True)
+            rows = enqueue(alert=alert, channels=channels, event=spec.event_at(position), step=position + 1, now=now)
             queued += [row.pk for row in rows if row.status == NotificationStatus.PENDING]
             offset = spec.due_offset(position + 1)
             fired_at = alert.fired_at or now

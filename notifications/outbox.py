@@ -86,7 +86,7 @@ def backoff_delay(attempts: int, rng: Callable[[], float] = random.random) -> fl
 def enqueue(
     *,
     alert: Alert,
-    channel_ids: Iterable[int],
+    channels: Iterable[NotificationChannel],
     event: NotificationEvent | str,
     step: int = 0,
     now: datetime,
@@ -96,13 +96,12 @@ def enqueue(
     """Write the outbox rows of one alert event, one per enabled channel that does not
     ignore the event, inside the caller's transaction; pending ones are delivered after it
     commits. With `hold` (why the alert's notifications are held back) rows are written as
-    suppressed with that reason, except for the channels of `never_hold`. A row whose
+    suppressed with that reason, except for the channels (ids) of `never_hold`. A row whose
     (alert, channel, event, step) exists already is "already queued" and not written again."""
-    channels = list(NotificationChannel.objects.filter(pk__in=set(channel_ids), enabled=True).order_by("pk"))
     exempt = set(never_hold)
     rows = []
-    for channel in channels:
-        if _sender_from_config(channel).is_noop(str(event)):
+    for channel in sorted({c.pk: c for c in channels}.values(), key=lambda c: c.pk):
+        if not channel.enabled or _sender_from_config(channel).is_noop(str(event)):
             continue
         held = hold if hold and channel.pk not in exempt else ""
         rows.append(
@@ -157,12 +156,42 @@ def _sender_from_config(channel: NotificationChannel) -> Sender:
     return sender_for(ChannelInfo(channel.pk, channel.key, channel.name, channel.kind, channel.config or {}))
 
 
-class _DeliveryBatch:
-    """One on_commit callback per transaction, collecting every row the transaction queued,
-    so a storm of transitions sends a few tasks, not one per row."""
+class _PerTransaction:
+    """Something that lives exactly as long as the current transaction: registered as its
+    on_commit callback, found again through the connection while the transaction's list of
+    callbacks is the same list (a commit or rollback replaces it)."""
 
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = list(ids)
+    owner: list | None = None
+
+    def __call__(self) -> None:
+        raise NotImplementedError
+
+
+def per_transaction(kind: type[_PerTransaction], *, create: bool = True):
+    """The `kind` object of the current transaction, made on first use (unless `create` is
+    false); None outside a transaction."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return None
+    attribute = f"_notifications_{kind.__name__}"
+    current = getattr(connection, attribute, None)
+    if current is not None and current.owner is connection.run_on_commit:
+        return current
+    if not create:
+        return None
+    current = kind()
+    transaction.on_commit(current, robust=True)
+    current.owner = connection.run_on_commit
+    setattr(connection, attribute, current)
+    return current
+
+
+class _DeliveryBatch(_PerTransaction):
+    """Every row the transaction queued, handed to workers after it commits: a storm of
+    transitions sends a few tasks, not one per row."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
 
     def __call__(self) -> None:
         dispatch_delivery(self.ids)
@@ -170,15 +199,11 @@ class _DeliveryBatch:
 
 def dispatch_after_commit(ids: Sequence[int]) -> None:
     """Deliver `ids` once the current transaction commits (at once outside one)."""
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
+    batch = per_transaction(_DeliveryBatch)
+    if batch is None:
         dispatch_delivery(list(ids))
-        return
-    for _, callback, _ in reversed(connection.run_on_commit):
-        if isinstance(callback, _DeliveryBatch):
-            callback.ids.extend(ids)
-            return
-    transaction.on_commit(_DeliveryBatch(list(ids)), robust=True)
+    else:
+        batch.ids.extend(ids)
 
 
 def dispatch_delivery(ids: Sequence[int], *, chunk: int = CLAIM_LIMIT) -> bool:
@@ -338,6 +363,17 @@ def hold_reason(alert: Alert, now: datetime) -> str:
     return "silenced"
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """What planning needs of a claimed row; the rest is loaded for the rows sent now."""
+
+    pk: int
+    channel_id: int
+    event: str
+    alert_id: int | None
+    held: bool  # its alert is silenced or suppressed
+
+
 class _Delivery:
     """The delivery of one claim: rows are checked, grouped per channel, planned against the
     rate limits, sent, and their outcomes written, each write conditional on the claim."""
@@ -353,36 +389,38 @@ class _Delivery:
         return Notification.objects.filter(pk__in=list(ids), claim_token=self.token, status=NotificationStatus.SENDING)
 
     def run(self) -> DeliveryStats:
-        rows = list(
-            self.mine(self.ids)
-            .select_related("channel", "alert__rule", "alert__target", "alert__acknowledged_by")
-            .order_by("pk")
-        )
         try:
-            rows = self.hold_back(rows)
-            by_channel: dict[int, list[Notification]] = defaultdict(list)
-            for row in rows:
+            claimed = [
+                _Claimed(pk, channel_id, event, alert_id, bool(silenced or suppressor))
+                for pk, channel_id, event, alert_id, silenced, suppressor in self.mine(self.ids)
+                .order_by("pk")
+                .values_list("pk", "channel_id", "event", "alert_id", "alert__silenced", "alert__suppressed_by")
+            ]
+            channels = NotificationChannel.objects.in_bulk({row.channel_id for row in claimed})
+            by_channel: dict[int, list[_Claimed]] = defaultdict(list)
+            for row in self.hold_back(claimed, channels):
                 by_channel[row.channel_id].append(row)
-            for channel_rows in by_channel.values():
-                self.deliver_channel(channel_rows)
+            for channel_id, rows in by_channel.items():
+                self.deliver_channel(channels[channel_id], rows)
         finally:
             # Whatever was claimed and not decided (an exception, a time limit) goes back.
-            self.release(self.ids, at=self.clock.now(), why="")
+            self.release(self.ids, at=self.clock.now())
         return self.stats
 
     # --- Checks before sending -----------------------------------------------------------
 
-    def hold_back(self, rows: list[Notification]) -> list[Notification]:
+    def hold_back(self, rows: list[_Claimed], channels: dict[int, NotificationChannel]) -> list[_Claimed]:
+        """Rows of a disabled channel, and firing/escalation rows of an alert that is now
+        silenced or suppressed, are held back (suppressed, with the reason)."""
         now = self.clock.now()
+        held = [row for row in rows if row.held and row.event in HELD_EVENTS]
+        alerts = Alert.objects.select_related("rule", "target").in_bulk({row.alert_id for row in held})
         keep = []
         for row in rows:
-            reason = ""
-            if not row.channel.enabled:
-                reason = "the channel was disabled"
-            elif row.alert_id and row.event in HELD_EVENTS:
-                reason = hold_reason(row.alert, now)
-            if reason:
-                self.suppress([row], reason)
+            if not channels[row.channel_id].enabled:
+                self.suppress([row.pk], "the channel was disabled")
+            elif row.held and row.event in HELD_EVENTS:
+                self.suppress([row.pk], hold_reason(alerts[row.alert_id], now) or "held back")
             else:
                 keep.append(row)
         return keep
@@ -401,26 +439,29 @@ class _Delivery:
         for row in rows:
             state = states.get(row.alert_id)
             if row.event in STEP_EVENTS and state != AlertState.ACTIVE:
-                self.suppress([row], f"the alert was {state} before this step was sent")
+                self.suppress([row.pk], f"the alert was {state} before this step was sent")
             else:
                 keep.append(row)
         return keep
 
     # --- One channel ----------------------------------------------------------------------
 
-    def deliver_channel(self, rows: list[Notification]) -> None:
-        channel = rows[0].channel
+    def deliver_channel(self, channel: NotificationChannel, rows: list[_Claimed]) -> None:
         now = self.clock.now()
         until = ratelimit.blocked_until(channel.pk, now.timestamp())
         if until is not None:
-            self.defer(rows, datetime.fromtimestamp(until, tz=now.tzinfo))
+            self.defer([row.pk for row in rows], datetime.fromtimestamp(until, tz=now.tzinfo))
             return
         try:
             info = ChannelInfo(
                 channel.pk, channel.key, channel.name, channel.kind, channel_settings(channel), channel.template
             )
         except (DecryptionError, ValueError) as exc:  # secrets that no longer decrypt: no retry helps
-            self.fail(rows, f"the channel's secrets cannot be read: {type(exc).__name__}", permanent=True)
+            self.fail(
+                self.load([row.pk for row in rows]),
+                f"the channel's secrets cannot be read: {type(exc).__name__}",
+                permanent=True,
+            )
             return
         sender = sender_for(info)
         limit = ratelimit.limit_for(channel.kind, channel.rate_limit_per_minute)
@@ -429,20 +470,28 @@ class _Delivery:
             [row.event for row in rows], grant.granted, can_group=sender.groups, max_group=sender.max_group
         )
         ratelimit.give_back(channel.pk, limit, grant.granted - len(plan.messages))
-        held = [rows[i] for i in plan.held]
-        if held:
+        if plan.held:
             wait = max(grant.wait_s, 0.001)
             self.stats.wait_s = wait if self.stats.wait_s is None else min(self.stats.wait_s, wait)
-            self.defer(held, now + timedelta(seconds=wait))
+            self.defer([rows[i].pk for i in plan.held], now + timedelta(seconds=wait))
         for number, indexes in enumerate(plan.messages):
-            message_rows = self.still_due_steps([rows[i] for i in indexes])
+            message_rows = self.still_due_steps(self.load([rows[i].pk for i in indexes]))
             if not message_rows:
                 continue
-            blocked = self.send(sender, info, message_rows, held_count=len(held))
+            blocked = self.send(sender, info, channel, message_rows, held_count=len(plan.held))
             if blocked is not None:
-                rest = [rows[i] for later in plan.messages[number + 1 :] for i in later]
-                self.defer(rest, blocked)
+                later = plan.messages[number + 1 :]
+                ratelimit.give_back(channel.pk, limit, len(later))
+                self.defer([rows[i].pk for message in later for i in message], blocked)
                 return
+
+    def load(self, ids: Sequence[int]) -> list[Notification]:
+        """The rows of one message, with what the message shows of their alerts."""
+        return list(
+            self.mine(ids)
+            .select_related("channel", "alert__rule", "alert__target", "alert__acknowledged_by")
+            .order_by("pk")
+        )
 
     def waiting_after(self, channel_id: int, message_ids: Sequence[int]) -> int:
         """How many notifications of the channel still wait once this message is out."""
@@ -452,15 +501,22 @@ class _Delivery:
             .count()
         )
 
-    def send(self, sender: Sender, info: ChannelInfo, rows: list[Notification], *, held_count: int) -> datetime | None:
+    def send(
+        self,
+        sender: Sender,
+        info: ChannelInfo,
+        channel: NotificationChannel,
+        rows: list[Notification],
+        *,
+        held_count: int,
+    ) -> datetime | None:
         """Send one message for `rows`; record the outcome. Returns when the channel may be
         used again if it answered 429, else None."""
         now = self.clock.now()
         timeout = sender.timeout(self.site.timeout)
         # Start the attempt: count it and extend the lease over this send, both only for
         # rows this claim still holds (a row whose lease ran out may be another's now).
-        mine = self.mine(self.ids)
-        mine.update(lease_expires_at=now + timedelta(seconds=timeout + LEASE_MARGIN_S))
+        self.mine(self.ids).update(lease_expires_at=now + timedelta(seconds=timeout + LEASE_MARGIN_S))
         ids = [row.pk for row in rows]
         started = self.mine(ids).update(attempts=F("attempts") + 1)
         if started != len(ids):
@@ -489,13 +545,13 @@ class _Delivery:
         try:
             note = sender.send(message)
         except SendError as exc:
-            return self.record_failure(rows, exc)
+            return self.record_failure(channel, rows, exc)
         except Exception as exc:
             # A bug (in a sender, a template) must not stall the outbox: recorded on the rows
             # and retried like any transient error, so it ends as failed, visibly.
             log.exception("sending %d notification(s) to %s raised", len(rows), info.key)
-            return self.record_failure(rows, SendError(f"internal error: {type(exc).__name__}: {exc}"))
-        self.record_sent(rows, note=note, grouped=grouped)
+            return self.record_failure(channel, rows, SendError(f"internal error: {type(exc).__name__}: {exc}"))
+        self.record_sent(channel, rows, note=note, grouped=grouped)
         return None
 
     # --- Outcomes ---------------------------------------------------------------------------
@@ -504,7 +560,7 @@ class _Delivery:
         decided = set(ids)
         self.ids = [pk for pk in self.ids if pk not in decided]
 
-    def record_sent(self, rows: list[Notification], *, note: str, grouped: bool) -> None:
+    def record_sent(self, channel: NotificationChannel, rows: list[Notification], *, note: str, grouped: bool) -> None:
         now = self.clock.now()
         payload = {"group_size": len(rows)} if grouped else {}
         if note:
@@ -519,26 +575,23 @@ class _Delivery:
         )
         self.forget(r.pk for r in rows)
         self.stats.sent += done
-        channel = rows[0].channel
         if channel.failing_since is not None:
             mark_channel_ok(channel, now=now)
 
-    def record_failure(self, rows: list[Notification], exc: SendError) -> datetime | None:
+    def record_failure(self, channel: NotificationChannel, rows: list[Notification], exc: SendError) -> datetime | None:
         now = self.clock.now()
-        channel = rows[0].channel
         progress = {"progress": exc.progress} if exc.progress and len(rows) == 1 else {}
         if exc.permanent:
             self.fail(rows, exc.message, permanent=True, extra=progress)
             return None
-        rate_limited = exc.rate_limited
         blocked = None
-        if rate_limited:
+        if exc.rate_limited:
             wait = exc.retry_after if exc.retry_after is not None else RETRY_AFTER_DEFAULT_S
             blocked = now + timedelta(seconds=wait)
             ratelimit.block_channel(channel.pk, blocked.timestamp(), now.timestamp())
         for row in rows:
             # A 429 says "later", not "broken": it never uses up the retries.
-            if not rate_limited and row.attempts > self.site.max_retries:
+            if not exc.rate_limited and row.attempts > self.site.max_retries:
                 self.fail(
                     [row], f"gave up after {row.attempts} attempts: {exc.message}", permanent=False, extra=progress
                 )
@@ -557,6 +610,8 @@ class _Delivery:
         return blocked
 
     def fail(self, rows: list[Notification], error: str, *, permanent: bool, extra: dict | None = None) -> None:
+        if not rows:
+            return
         now = self.clock.now()
         for row in rows:
             self.mine([row.pk]).update(
@@ -578,20 +633,19 @@ class _Delivery:
         )
         mark_channel_failing(rows[0].channel, error=error, now=now, notification_ids=[r.pk for r in rows])
 
-    def suppress(self, rows: list[Notification], reason: str) -> None:
-        self.mine([r.pk for r in rows]).update(
+    def suppress(self, ids: Sequence[int], reason: str) -> None:
+        done = self.mine(ids).update(
             status=NotificationStatus.SUPPRESSED, suppressed_reason=reason[:200], lease_expires_at=None, claim_token=""
         )
-        self.forget(r.pk for r in rows)
-        self.stats.suppressed += len(rows)
+        self.forget(ids)
+        self.stats.suppressed += done
 
-    def defer(self, rows: list[Notification], at: datetime) -> None:
-        if not rows:
-            return
-        self.release([r.pk for r in rows], at=at, why="rate limit")
-        self.stats.deferred += len(rows)
+    def defer(self, ids: Sequence[int], at: datetime) -> None:
+        if ids:
+            self.release(ids, at=at)
+            self.stats.deferred += len(ids)
 
-    def release(self, ids: Iterable[int], *, at: datetime, why: str) -> None:
+    def release(self, ids: Iterable[int], *, at: datetime) -> None:
         ids = list(ids)
         if not ids:
             return

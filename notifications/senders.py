@@ -24,6 +24,8 @@ from twilio.http import HttpClient as TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 
+from monitoring import outbound
+
 from .choices import ChannelKind, NotificationEvent
 
 log = logging.getLogger("notifications")
@@ -252,7 +254,8 @@ def _http_client() -> httpx.Client:
     pid = os.getpid()
     client = _clients.get(pid)
     if client is None:
-        client = _clients[pid] = httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+        # Under the outbound policy (MONITORING_OUTBOUND_DENY/ALLOW), checked at connection time.
+        client = _clients[pid] = outbound.httpx_client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
     return client
 
 
@@ -286,6 +289,8 @@ def http_request(
         )
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise SendError(f"invalid URL: {type(exc).__name__}", permanent=True) from exc
+    except outbound.OutboundDenied as exc:
+        raise SendError(str(exc), permanent=True) from exc
     except httpx.TimeoutException as exc:
         raise SendError(f"no answer within {timeout:g} s ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from alerts.choices import AlertState
-from alerts.models import Alert, AlertEvent
+from alerts.models import Alert, AlertEvent, AlertRule
 from monitoring.audit import record_audit
 from monitoring.choices import AuditAction, AuditSource
 from monitoring.crypto import DecryptionError
@@ -48,14 +48,14 @@ def notify_transition(*, alert: Alert, event: AlertEvent) -> list[Notification]:
     or resolved (a PagerDuty incident, a Slack thread must not stay open)."""
     to_state, from_state, now = event.to_state, event.from_state, event.at
     if to_state == AlertState.ACTIVE and from_state in ("", AlertState.PENDING):
-        immediate = escalation.start_escalation(alert, fired_at=alert.fired_at or now)
-        channels = rule_channel_ids(alert) | immediate
+        snapshot = _looked_up(
+            ("policy", alert.rule_id, alert.severity),
+            lambda: escalation.policy_snapshot(rule_id=alert.rule_id, severity=alert.severity),
+        )
+        immediate = escalation.start_escalation(alert, snapshot=snapshot, fired_at=alert.fired_at or now)
+        channels = rule_channels(alert) + channels_by_id(immediate)
         return outbox.enqueue(
-            alert=alert,
-            channel_ids=channels,
-            event=NotificationEvent.FIRING,
-            now=now,
-            hold=outbox.hold_reason(alert, now),
+            alert=alert, channels=channels, event=NotificationEvent.FIRING, now=now, hold=outbox.hold_reason(alert, now)
         )
     if to_state == AlertState.ACTIVE and from_state == AlertState.ACKNOWLEDGED:
         escalation.resume_escalation(alert, now=now)
@@ -66,7 +66,7 @@ def notify_transition(*, alert: Alert, event: AlertEvent) -> list[Notification]:
         told = notified_channel_ids(alert)
         return outbox.enqueue(
             alert=alert,
-            channel_ids=rule_channel_ids(alert) | told,
+            channels=rule_channels(alert) + channels_by_id(told),
             event=kind,
             # An alert can be acknowledged again after an acknowledgement expired and a
             # later step went out: the step number keeps those apart.
@@ -78,17 +78,57 @@ def notify_transition(*, alert: Alert, event: AlertEvent) -> list[Notification]:
     return []
 
 
-def rule_channel_ids(alert: Alert) -> set[int]:
+def rule_channels(alert: Alert) -> list[NotificationChannel]:
     """The enabled channels of the alert's rule. The internal "channel failing" rule goes
     to its own channels, or to every channel while it names none, but never to the failing
     channel itself."""
-    ids = set(NotificationChannel.objects.filter(rules=alert.rule_id, enabled=True).values_list("pk", flat=True))
+    channels = _looked_up(
+        ("rule_channels", alert.rule_id),
+        lambda: list(NotificationChannel.objects.filter(rules=alert.rule_id, enabled=True)),
+    )
     failing = (alert.labels or {}).get("channel")
-    if failing and Alert.objects.filter(pk=alert.pk, rule__key=outbox.CHANNEL_FAILING_RULE).exists():
-        if not ids:
-            ids = set(NotificationChannel.objects.filter(enabled=True).values_list("pk", flat=True))
-        ids -= set(NotificationChannel.objects.filter(key=failing).values_list("pk", flat=True))
-    return ids
+    if failing and AlertRule.objects.filter(pk=alert.rule_id, key=outbox.CHANNEL_FAILING_RULE).exists():
+        if not channels:
+            channels = list(NotificationChannel.objects.filter(enabled=True))
+        channels = [c for c in channels if c.key != failing]
+    return channels
+
+
+def channels_by_id(ids: set[int]) -> list[NotificationChannel]:
+    if not ids:
+        return []
+    return _looked_up(
+        ("channels", frozenset(ids)), lambda: list(NotificationChannel.objects.filter(pk__in=ids, enabled=True))
+    )
+
+
+class _Lookups(outbox._PerTransaction):
+    """Reads that a storm of transitions in one transaction (a thousand alerts firing in one
+    evaluation) would otherwise repeat for every alert: a rule's channels, the policy for a
+    rule and severity. They live as long as the transaction, and any change to the models
+    they read clears them (see apps.py)."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def __call__(self) -> None:
+        self.values.clear()
+
+
+def _looked_up(key: tuple, read):
+    lookups = outbox.per_transaction(_Lookups)
+    if lookups is None:
+        return read()
+    if key not in lookups.values:
+        lookups.values[key] = read()
+    return lookups.values[key]
+
+
+def forget_lookups(**_: object) -> None:
+    """Signal receiver: channels, rules or policies changed in this transaction."""
+    lookups = outbox.per_transaction(_Lookups, create=False)
+    if lookups is not None:
+        lookups.values.clear()
 
 
 def notified_channel_ids(alert: Alert) -> set[int]:

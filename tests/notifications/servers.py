@@ -122,6 +122,7 @@ class Receiver:
         if reply.hang:
             self.release.wait(timeout=30)
             record.status = 0
+            handler.close_connection = True  # hang up without an answer
             return
         record.status = reply.status
         payload = json.dumps(reply.body).encode() if isinstance(reply.body, dict) else reply.body.encode()

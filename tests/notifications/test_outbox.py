@@ -74,7 +74,7 @@ def test_queueing_the_same_notification_again_is_already_queued(webhook_channel,
     hook = webhook_channel()
     alert = fire(make_rule(channels=[hook]), T0)
     with transaction.atomic():
-        again = outbox.enqueue(alert=alert, channel_ids=[hook.pk], event=NotificationEvent.FIRING, now=T0)
+        again = outbox.enqueue(alert=alert, channels=[hook], event=NotificationEvent.FIRING, now=T0)
         # The savepoint kept the surrounding transaction usable.
         assert Notification.objects.filter(alert=alert).count() == 1
     assert again == []
@@ -99,6 +99,7 @@ def test_rows_are_handed_to_the_notifications_queue_after_commit(
         fire(rule, T0, {"host": "b"})
     # One delivery task for everything the transaction queued, not one per row.
     assert sum(isinstance(c, outbox._DeliveryBatch) for c in callbacks) == 1
+    assert len(next(c for c in callbacks if isinstance(c, outbox._DeliveryBatch)).ids) == 4
     assert client.llen(settings.NOTIFICATIONS_QUEUE) == before + 1
     queued = client.lindex(settings.NOTIFICATIONS_QUEUE, 0).decode()
     assert "notifications.tasks.deliver_notifications_task" in queued
@@ -453,3 +454,21 @@ def test_channel_failing_alert_never_goes_to_the_failing_channel(make_channel, c
     alert = fire(rule, T0, {"channel": "slack"})
     assert set(Notification.objects.filter(alert=alert).values_list("channel", flat=True)) == {email.pk}
     assert NotificationChannel.objects.filter(pk=slack.pk).exists()
+
+
+# --- Celery shells ------------------------------------------------------------------------------------------
+
+
+def test_tasks_deliver_and_sweep_and_are_on_the_beat_schedule(webhook_channel, make_rule, receiver):
+    from monitoring.schedule import PERIODIC_JOBS, is_task_registered
+    from notifications.tasks import deliver_notifications_task, sweep_escalations_task, sweep_outbox_task
+
+    fire(make_rule(channels=[webhook_channel()]), T0)
+    row = Notification.objects.get()
+    assert deliver_notifications_task.run([row.pk]).startswith("1 message(s): 1 sent")
+    assert sweep_outbox_task.run().startswith("0 message(s)")
+    assert "escalation step(s) due" in sweep_escalations_task.run()
+    assert len(receiver.requests) == 1
+    for job in PERIODIC_JOBS:
+        if job.task.startswith("notifications."):
+            assert is_task_registered(job.task)
