@@ -3,10 +3,13 @@ channels (operators). No channel setting, let alone a secret, is ever returned."
 
 from datetime import timedelta
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from alerts.api.common import READ_ERRORS, WRITE_ERRORS, EnvelopePagination, audit_context
 from monitoring.api_frame import ok
@@ -112,10 +115,10 @@ class NotificationViewSet(viewsets.GenericViewSet):
     serializer_class = NotificationSerializer
     pagination_class = NotificationPagination
 
-    def get_permissions(self):
+    def get_permissions(self) -> list:
         return [IsOperator()] if self.action == "test" else [IsViewer()]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         params = NotificationFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         query = params.validated_data
@@ -129,7 +132,9 @@ class NotificationViewSet(viewsets.GenericViewSet):
     @extend_schema(
         parameters=[NotificationFilterSerializer], responses={200: NotificationSerializer(many=True), **READ_ERRORS}
     )
-    def list(self, request):
+    def list(self, request: Request) -> Response:
+        """The notification history: the last 24 hours (`hours`), newest first, filtered by
+        channel, status and alert, in pages (`limit`, `offset`)."""
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
@@ -148,7 +153,7 @@ class NotificationViewSet(viewsets.GenericViewSet):
         },
     )
     @action(detail=False, methods=["post"])
-    def test(self, request):
+    def test(self, request: Request) -> Response:
         """Send a test message through each named channel now (operator) and answer with
         each one's outcome; a failed send is an outcome, not an error of the request."""
         body = TestRequestSerializer(data=request.data)

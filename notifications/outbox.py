@@ -12,11 +12,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -167,7 +167,10 @@ class _PerTransaction:
         raise NotImplementedError
 
 
-def per_transaction(kind: type[_PerTransaction], *, create: bool = True):
+PerTransactionT = TypeVar("PerTransactionT", bound=_PerTransaction)
+
+
+def per_transaction(kind: type[PerTransactionT], *, create: bool = True) -> PerTransactionT | None:
     """The `kind` object of the current transaction, made on first use (unless `create` is
     false); None outside a transaction."""
     connection = transaction.get_connection()
@@ -385,7 +388,7 @@ class _Delivery:
         self.site = site
         self.stats = DeliveryStats()
 
-    def mine(self, ids: Iterable[int]):
+    def mine(self, ids: Iterable[int]) -> QuerySet:
         return Notification.objects.filter(pk__in=list(ids), claim_token=self.token, status=NotificationStatus.SENDING)
 
     def run(self) -> DeliveryStats:
@@ -734,7 +737,7 @@ def release_held(*, now: datetime) -> list[int]:
     if not ids:
         return []
     with transaction.atomic():
-        released = list(held.filter(pk__in=ids).select_for_update().values_list("pk", flat=True))
+        released = list(held.filter(pk__in=ids).select_for_update(of=("self",)).values_list("pk", flat=True))
         Notification.objects.filter(pk__in=released).update(
             status=NotificationStatus.PENDING, next_attempt_at=now, suppressed_reason=""
         )

@@ -4,13 +4,14 @@ periodic sweeps, and test messages sent on request through each channel."""
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from alerts.choices import AlertState
 from alerts.models import Alert, AlertEvent, AlertRule
@@ -25,6 +26,7 @@ from .secrets import channel_settings
 from .senders import AlertInfo, ChannelInfo, Message, SendError, sender_for
 
 log = logging.getLogger("notifications")
+T = TypeVar("T")
 
 # A test message is sent while a person waits for the answer.
 TEST_TIMEOUT_CAP_S = 20.0
@@ -115,7 +117,7 @@ class _Lookups(outbox._PerTransaction):
         self.values.clear()
 
 
-def _looked_up(key: tuple, read):
+def _looked_up(key: tuple, read: Callable[[], T]) -> T:
     lookups = outbox.per_transaction(_Lookups)
     if lookups is None:
         return read()
@@ -286,7 +288,7 @@ def notification_history(
     channel: str | None = None,
     statuses: Sequence[str] = (),
     alert_id: int | None = None,
-):
+) -> QuerySet:
     """The outbox rows for the history views, newest first, with what they show."""
     rows = Notification.objects.select_related("channel", "alert__rule")
     if since is not None:
