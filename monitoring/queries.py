@@ -106,18 +106,22 @@ LABELS_BY_ID_LIMIT = 500
 
 def _labels_of(keys: list[tuple[int, str]], page: QuerySet) -> dict[tuple[int, str], Mapping[str, str]]:
     """Labels of the (id, fingerprint) keys of `page`: from the cache, the rest in one query."""
-    missing = [key for key in keys if key not in _labels_cache]
+    found = {key: labels for key in keys if (labels := _labels_cache.get(key)) is not None}
+    missing = [key for key in keys if key not in found]
     if missing:
-        if len(_labels_cache) + len(missing) > LABELS_CACHE_LIMIT:
-            _labels_cache.clear()
         if len(missing) > LABELS_BY_ID_LIMIT:
             rows = page.values_list("id", "fingerprint", "labels")
         else:
             rows = Series.objects.filter(id__in=[series_id for series_id, _ in missing]).values_list(
                 "id", "fingerprint", "labels"
             )
-        _labels_cache.update({(series_id, fingerprint): labels for series_id, fingerprint, labels in rows})
-    return {key: _labels_cache[key] for key in keys if key in _labels_cache}
+        read = {(series_id, fingerprint): labels for series_id, fingerprint, labels in rows}
+        found.update(read)
+        # Another thread may clear or fill the cache meanwhile: `found` is this call's own.
+        if len(_labels_cache) + len(read) > LABELS_CACHE_LIMIT:
+            _labels_cache.clear()
+        _labels_cache.update(read)
+    return found
 
 
 def list_series(selector: SeriesSelector, *, limit: int, offset: int = 0) -> SeriesPage:
@@ -228,7 +232,8 @@ def query_range(
 
     With `step_ms`, always buckets of that size. Without it, raw samples while no series
     has more than `max_points` in the range, else buckets of `default_step_ms`. The number
-    of queries (at most three) does not depend on the number of series."""
+    of queries (the page, labels not cached yet, a sample count without a step, the points)
+    does not depend on the number of series."""
     if end_ms <= start_ms:
         raise QueryError("end", "end must be after start.")
     if step_ms is not None:
