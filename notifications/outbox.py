@@ -461,6 +461,7 @@ class _Delivery:
             )
         except (DecryptionError, ValueError) as exc:  # secrets that no longer decrypt: no retry helps
             self.fail(
+                channel,
                 self.load([row.pk for row in rows]),
                 f"the channel's secrets cannot be read: {type(exc).__name__}",
                 permanent=True,
@@ -585,7 +586,7 @@ class _Delivery:
         now = self.clock.now()
         progress = {"progress": exc.progress} if exc.progress and len(rows) == 1 else {}
         if exc.permanent:
-            self.fail(rows, exc.message, permanent=True, extra=progress)
+            self.fail(channel, rows, exc.message, permanent=True, extra=progress)
             return None
         blocked = None
         if exc.rate_limited:
@@ -596,7 +597,11 @@ class _Delivery:
             # A 429 says "later", not "broken": it never uses up the retries.
             if not exc.rate_limited and row.attempts > self.site.max_retries:
                 self.fail(
-                    [row], f"gave up after {row.attempts} attempts: {exc.message}", permanent=False, extra=progress
+                    channel,
+                    [row],
+                    f"gave up after {row.attempts} attempts: {exc.message}",
+                    permanent=False,
+                    extra=progress,
                 )
                 continue
             retry_at = blocked or now + timedelta(seconds=backoff_delay(row.attempts))
@@ -612,7 +617,15 @@ class _Delivery:
         self.forget(r.pk for r in rows)
         return blocked
 
-    def fail(self, rows: list[Notification], error: str, *, permanent: bool, extra: dict | None = None) -> None:
+    def fail(
+        self,
+        channel: NotificationChannel,
+        rows: list[Notification],
+        error: str,
+        *,
+        permanent: bool,
+        extra: dict | None = None,
+    ) -> None:
         if not rows:
             return
         now = self.clock.now()
@@ -630,11 +643,11 @@ class _Delivery:
         log.warning(
             "%d notification(s) to %s failed%s: %s",
             len(rows),
-            rows[0].channel.key,
+            channel.key,
             " for good" if permanent else " after every retry",
             error,
         )
-        mark_channel_failing(rows[0].channel, error=error, now=now, notification_ids=[r.pk for r in rows])
+        mark_channel_failing(channel, error=error, now=now, notification_ids=[r.pk for r in rows])
 
     def suppress(self, ids: Sequence[int], reason: str) -> None:
         done = self.mine(ids).update(

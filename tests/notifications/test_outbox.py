@@ -197,6 +197,18 @@ def test_a_channel_recovering_clears_its_failing_state(webhook_channel, make_rul
     assert series_value(outbox.CHANNEL_FAILING_METRIC, channel="webhook") == 0.0
 
 
+def test_a_failure_then_a_success_in_one_sweep_leaves_the_channel_healthy(webhook_channel, make_rule, receiver, clock):
+    hook = webhook_channel()
+    rule = make_rule(channels=[hook])
+    receiver.script.extend([Reply(400, "bad payload"), Reply(200)])
+    fire(rule, T0, {"host": "a"})
+    fire(rule, T0, {"host": "b"})
+    outbox.sweep_outbox(clock=clock)
+    assert statuses() == {"failed": 1, "sent": 1}
+    hook.refresh_from_db()
+    assert hook.failing_since is None
+
+
 def test_retry_after_is_honoured_and_does_not_use_up_retries(webhook_channel, make_rule, receiver, clock):
     GlobalSettings.objects.update_or_create(pk=1, defaults={"max_retries": 0})
     receiver.script.append(Reply(429, "slow down", {"Retry-After": "120"}))
