@@ -161,17 +161,22 @@ def update_last_values(series_ids: list[int], timestamps: list[int], values: lis
             cursor.execute("SELECT id FROM monitoring_series WHERE id = ANY(%s::int8[])", [pg_array(series_ids)])
             return set(series_ids) - {row[0] for row in cursor.fetchall()}
     with connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE monitoring_series SET"
+            " last_value = CASE WHEN last_ts IS NULL OR last_ts < %s THEN %s ELSE last_value END,"
+            " last_ts = max(coalesce(last_ts, %s), %s) WHERE id = %s",
+            [
+                (ts, value, ts, ts, series_id)
+                for series_id, ts, value in zip(series_ids, timestamps, values, strict=True)
+            ],
+        )
+        if cursor.rowcount == len(series_ids):
+            return set()
         cursor.execute(
             "SELECT id FROM monitoring_series WHERE id IN (SELECT value FROM json_each(%s))",
             [json.dumps(series_ids)],
         )
-        missing = set(series_ids) - {row[0] for row in cursor.fetchall()}
-        cursor.executemany(
-            "UPDATE monitoring_series SET last_value = %s, last_ts = %s"
-            " WHERE id = %s AND (last_ts IS NULL OR last_ts < %s)",
-            [(value, ts, series_id, ts) for series_id, ts, value in zip(series_ids, timestamps, values, strict=True)],
-        )
-    return missing
+        return set(series_ids) - {row[0] for row in cursor.fetchall()}
 
 
 # --- PostgreSQL daily partitions ---------------------------------------------------------
