@@ -75,7 +75,7 @@ class Evaluator:
         self._selected: dict[tuple, list[SeriesData]] = {}
 
     def check_deadline(self) -> None:
-        if time.monotonic() > self.deadline:
+        if time.monotonic() >= self.deadline:
             raise QueryTimeout("query timed out in query execution")
 
     def eval(self, node: Node) -> Value:
