@@ -122,6 +122,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (no inline scripts); Secure on the session and CSRF cookies of
+    # HTTPS requests (outside the session and CSRF middleware, so it sees their cookies).
+    "dashboard.security.SecurityHeadersMiddleware",
     # Static files (admin, Swagger UI/ReDoc assets, vendored JS) served by the app itself:
     # no CDN, no separate web server needed on a closed network.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -261,6 +264,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+# Dashboard log-in: failed attempts allowed per client address and per account within the
+# window (seconds, counted in the shared cache); past either, the log-in answers 429.
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20)
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -313,8 +321,10 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on each start
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Secure cookies by default when the public URL is HTTPS; the dashboard's middleware also
+# marks them Secure on any request that arrived over HTTPS.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", MONITORING_PUBLIC_URL.startswith("https://"))
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", MONITORING_PUBLIC_URL.startswith("https://"))
 SESSION_COOKIE_HTTPONLY = True
 
 # --- Logging: stdout and a rotating monitoring.log, one line per event with its component -----

@@ -3,6 +3,8 @@ channel-layer group that dashboard pages subscribe to. Services call it through
 `transaction.on_commit`, so a page never shows a change that was rolled back."""
 
 import logging
+import time
+from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -32,3 +34,29 @@ def publish(group: str, event: str, payload: dict) -> bool:
         log.warning("publish to %s failed: %s: %s", group, exc.__class__.__name__, exc)
         return False
     return True
+
+
+# Ingestion runs many batches a second; pages need to hear at most this often that a
+# metric has new samples (they then fetch the chart data again).
+METRICS_PUBLISH_INTERVAL_S = 1.0
+_metrics_last_published: dict[str, float] = {}
+
+
+def publish_metrics_changed(metric_names: Iterable[str], *, now: float | None = None) -> bool:
+    """Tell the Metrics pages that these metrics have new samples: one `metrics.changed`
+    event, leaving out the metrics this process announced less than a second ago, so a
+    flood of batches costs one message a second. For the ingestion path to call after its
+    commit (`transaction.on_commit`)."""
+    now = time.monotonic() if now is None else now
+    due = sorted(
+        name
+        for name in set(metric_names)
+        if now - _metrics_last_published.get(name, float("-inf")) >= METRICS_PUBLISH_INTERVAL_S
+    )
+    if not due:
+        return False
+    if len(_metrics_last_published) > 100_000:  # unbounded metric names: start over
+        _metrics_last_published.clear()
+    for name in due:
+        _metrics_last_published[name] = now
+    return publish(GROUP_METRICS, "metrics.changed", {"metrics": due})
