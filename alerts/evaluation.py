@@ -3,6 +3,7 @@ transitions and AlertEvents, one transaction per rule under a row lock, so the b
 the on-ingest path and a redelivered task can run at once without doubling anything."""
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from django.db.models.expressions import RawSQL
 
 from monitoring.instant import DEFAULT_LOOKBACK_S, instant_vectors
 from monitoring.models import GlobalSettings, MonitoringTarget
+from monitoring.promql import validate_expr
+from monitoring.promql.alerting import evaluate_expr_keys, expr_key, is_expr_key
 
 from .choices import AlertState, Severity
 from .engine import (
@@ -63,11 +66,17 @@ class EvaluationSummary:
 
 
 def spec_for_rule(rule: AlertRule) -> RuleSpec:
-    """The engine's view of a rule (works on an unsaved rule too, for previews)."""
+    """The engine's view of a rule (works on an unsaved rule too, for previews). A rule with
+    a PromQL `expr` is keyed by its expression instead of a metric, and every series of the
+    expression's result holds: `value != NaN` is true for every float, NaN included."""
+    if rule.expr:
+        problem = validate_expr(rule.expr)
+        if problem:
+            raise RuleSpecError(problem)
     return RuleSpec(
-        metric=rule.metric,
-        comparison=rule.comparison,
-        threshold=rule.threshold,
+        metric=expr_key(rule.expr) if rule.expr else rule.metric,
+        comparison="!=" if rule.expr else rule.comparison,
+        threshold=math.nan if rule.expr else rule.threshold,
         duration_s=rule.duration or 0,
         severity=rule.severity,
         matchers=dict(rule.matchers or {}),
@@ -92,7 +101,7 @@ def evaluate_rules(
     evaluation changes an alert's state is then evaluated again under a lock on its row, on
     fresh alerts, and written in one transaction. The other rules only refresh their open
     alerts' values."""
-    rules = AlertRule.objects.enabled().filter(expr="")
+    rules = AlertRule.objects.enabled()
     if rule_ids is not None:
         rules = rules.filter(id__in=list(rule_ids))
     specs: dict[int, tuple[AlertRule, RuleSpec]] = {}
@@ -122,11 +131,19 @@ def evaluate_rules(
     if not specs:
         return EvaluationSummary(not_due=not_due, invalid=tuple(invalid))
 
-    vectors = instant_vectors({spec.metric for _, spec in specs.values()}, now, DEFAULT_LOOKBACK_S)
+    keys = {spec.metric for _, spec in specs.values()}
+    vectors = instant_vectors({key for key in keys if not is_expr_key(key)}, now, DEFAULT_LOOKBACK_S)
     values_by_metric = {
         metric: [InstantValue(sample.labels, sample.value, _fingerprint(sample.labels)) for sample in samples]
         for metric, samples in vectors.items()
     }
+    # PromQL rules: each distinct expression once. One that fails to evaluate is left out,
+    # and its rules are skipped this round (their alerts keep their state).
+    for key, samples in evaluate_expr_keys({key for key in keys if is_expr_key(key)}, now).items():
+        values_by_metric[key] = [InstantValue(labels, value, _fingerprint(labels)) for labels, value in samples]
+    for rule_id in [rule_id for rule_id, (_, spec) in specs.items() if spec.metric not in values_by_metric]:
+        invalid.append(rule_id)
+        del specs[rule_id]
     open_alerts: dict[int, list[tuple[int, AlertStatus]]] = {rule_id: [] for rule_id in specs}
     rows = Alert.objects.open().filter(ids_in("rule_id", specs)).values_list("id", "rule_id", *STATUS_FIELDS)
     for alert_id, rule_id, fingerprint, labels, state, *times_and_value in rows:
@@ -185,7 +202,7 @@ def write_evaluations(
     hold_back = hold_back or HoldBack(now)
     written: list[Transition] = []
     with transaction.atomic():
-        locked = AlertRule.objects.select_for_update().filter(ids_in("id", rule_ids), enabled=True, expr="")
+        locked = AlertRule.objects.select_for_update().filter(ids_in("id", rule_ids), enabled=True)
         # Never step back in time: a rule evaluated later than `now` keeps that evaluation.
         rules = [r for r in locked.order_by("pk") if r.last_evaluated_at is None or r.last_evaluated_at <= now]
         if not rules:
@@ -482,8 +499,8 @@ class HoldBack:
 
 
 def _message(rule: AlertRule, value: float | None) -> str:
-    return (
-        f"{rule.name}: {rule.metric} {rule.comparison} {rule.threshold:g} (value {value:g})"
-        if value is not None
-        else rule.name
-    )
+    if value is None:
+        return rule.name
+    if rule.expr:
+        return f"{rule.name}: {rule.expr} (value {value:g})"
+    return f"{rule.name}: {rule.metric} {rule.comparison} {rule.threshold:g} (value {value:g})"
