@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
@@ -381,11 +382,12 @@ class _Delivery:
     """The delivery of one claim: rows are checked, grouped per channel, planned against the
     rate limits, sent, and their outcomes written, each write conditional on the claim."""
 
-    def __init__(self, token: str, ids: Sequence[int], clock: Clock, site: Site) -> None:
+    def __init__(self, token: str, ids: Sequence[int], clock: Clock, site: Site, *, budget_s: float) -> None:
         self.token = token
         self.ids = list(ids)
         self.clock = clock
         self.site = site
+        self.deadline = clock.now() + timedelta(seconds=budget_s)
         self.stats = DeliveryStats()
 
     def mine(self, ids: Iterable[int]) -> QuerySet:
@@ -479,14 +481,21 @@ class _Delivery:
             self.stats.wait_s = wait if self.stats.wait_s is None else min(self.stats.wait_s, wait)
             self.defer([rows[i].pk for i in plan.held], now + timedelta(seconds=wait))
         for number, indexes in enumerate(plan.messages):
+            later = plan.messages[number:]
+            if self.clock.now() >= self.deadline:
+                # Out of time: the rest goes back for the next sweep, not to a hard time limit.
+                ratelimit.give_back(channel.pk, limit, len(later))
+                self.release([rows[i].pk for message in later for i in message], at=self.clock.now())
+                return
             message_rows = self.still_due_steps(self.load([rows[i].pk for i in indexes]))
             if not message_rows:
                 continue
-            blocked = self.send(sender, info, channel, message_rows, held_count=len(plan.held))
-            if blocked is not None:
-                later = plan.messages[number + 1 :]
-                ratelimit.give_back(channel.pk, limit, len(later))
-                self.defer([rows[i].pk for message in later for i in message], blocked)
+            paused = self.send(sender, info, channel, message_rows, held_count=len(plan.held))
+            if paused is not None:
+                # The channel answered 429 or failed transiently: its other messages wait too
+                # (untried, so their retries are not used up) rather than hammer it now.
+                ratelimit.give_back(channel.pk, limit, len(later) - 1)
+                self.defer([rows[i].pk for message in later[1:] for i in message], paused)
                 return
 
     def load(self, ids: Sequence[int]) -> list[Notification]:
@@ -514,8 +523,8 @@ class _Delivery:
         *,
         held_count: int,
     ) -> datetime | None:
-        """Send one message for `rows`; record the outcome. Returns when the channel may be
-        used again if it answered 429, else None."""
+        """Send one message for `rows`; record the outcome. Returns, after a 429 or a
+        transient failure, when the channel should be tried again; else None."""
         now = self.clock.now()
         timeout = sender.timeout(self.site.timeout)
         # Start the attempt: count it and extend the lease over this send, both only for
@@ -550,6 +559,8 @@ class _Delivery:
             note = sender.send(message)
         except SendError as exc:
             return self.record_failure(channel, rows, exc)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: run() puts the undecided rows back
         except Exception as exc:
             # A bug (in a sender, a template) must not stall the outbox: recorded on the rows
             # and retried like any transient error, so it ends as failed, visibly.
@@ -593,6 +604,7 @@ class _Delivery:
             wait = exc.retry_after if exc.retry_after is not None else RETRY_AFTER_DEFAULT_S
             blocked = now + timedelta(seconds=wait)
             ratelimit.block_channel(channel.pk, blocked.timestamp(), now.timestamp())
+        retry_times = []
         for row in rows:
             # A 429 says "later", not "broken": it never uses up the retries.
             if not exc.rate_limited and row.attempts > self.site.max_retries:
@@ -605,6 +617,7 @@ class _Delivery:
                 )
                 continue
             retry_at = blocked or now + timedelta(seconds=backoff_delay(row.attempts))
+            retry_times.append(retry_at)
             self.mine([row.pk]).update(
                 status=NotificationStatus.PENDING,
                 next_attempt_at=retry_at,
@@ -615,7 +628,7 @@ class _Delivery:
             )
             self.stats.retrying += 1
         self.forget(r.pk for r in rows)
-        return blocked
+        return blocked or min(retry_times, default=now + timedelta(seconds=BACKOFF_BASE_S))
 
     def fail(
         self,
@@ -682,7 +695,7 @@ def deliver_claimed(token: str, ids: Sequence[int], *, clock: Clock = SYSTEM_CLO
     """Send the rows of one claim and record each outcome."""
     if not ids:
         return DeliveryStats()
-    return _Delivery(token, ids, clock, load_site()).run()
+    return _Delivery(token, ids, clock, load_site(), budget_s=SWEEP_BUDGET_S).run()
 
 
 def deliver_notifications(ids: Sequence[int], *, clock: Clock = SYSTEM_CLOCK) -> DeliveryStats:
@@ -692,7 +705,7 @@ def deliver_notifications(ids: Sequence[int], *, clock: Clock = SYSTEM_CLOCK) ->
     token, claimed = claim(now=clock.now(), lease_s=site.timeout + LEASE_MARGIN_S, ids=ids)
     if not claimed:
         return DeliveryStats()
-    return _Delivery(token, claimed, clock, site).run()
+    return _Delivery(token, claimed, clock, site, budget_s=SWEEP_BUDGET_S).run()
 
 
 def sweep_outbox(
@@ -707,7 +720,8 @@ def sweep_outbox(
     while (clock.now() - started).total_seconds() < budget_s:
         token, claimed = claim(now=clock.now(), lease_s=site.timeout + LEASE_MARGIN_S, limit=limit)
         if claimed:
-            stats = _Delivery(token, claimed, clock, site).run()
+            left = budget_s - (clock.now() - started).total_seconds()
+            stats = _Delivery(token, claimed, clock, site, budget_s=left).run()
             total.add(stats)
             if stats.sent or stats.failed or stats.retrying or stats.suppressed:
                 continue

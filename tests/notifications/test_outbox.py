@@ -209,6 +209,38 @@ def test_a_failure_then_a_success_in_one_sweep_leaves_the_channel_healthy(webhoo
     assert hook.failing_since is None
 
 
+def test_a_transient_failure_pauses_the_channel_without_using_up_other_rows_retries(
+    webhook_channel, make_rule, receiver, clock
+):
+    receiver.default = Reply(503, "down")
+    rule = make_rule(channels=[webhook_channel()])
+    for i in range(5):
+        fire(rule, T0, {"host": f"h{i}"})
+    outbox.sweep_outbox(clock=clock)
+    assert len(receiver.requests) == 1  # one probe, not five requests to a receiver that is down
+    attempts = sorted(Notification.objects.values_list("attempts", flat=True))
+    assert attempts == [0, 0, 0, 0, 1] and statuses() == {"pending": 5}
+    probe = Notification.objects.get(attempts=1)
+    assert set(Notification.objects.values_list("next_attempt_at", flat=True)) == {probe.next_attempt_at}
+
+
+def test_a_sweep_stops_sending_at_its_budget_and_leaves_the_rest_untried(webhook_channel, make_rule, receiver, clock):
+    def slow(request):
+        clock.advance(20)  # each send takes 20 s of the sweep's time
+        return Reply(200)
+
+    receiver.respond = slow
+    rule = make_rule(channels=[webhook_channel()])
+    for i in range(10):
+        fire(rule, T0, {"host": f"h{i}"})
+    outbox.sweep_outbox(clock=clock, budget_s=60)
+    assert len(receiver.requests) == 3
+    assert statuses() == {"sent": 3, "pending": 7}
+    assert set(Notification.objects.filter(status="pending").values_list("attempts", flat=True)) == {0}
+    outbox.sweep_outbox(clock=clock, budget_s=600)
+    assert statuses() == {"sent": 10} and len(receiver.requests) == 10
+
+
 def test_retry_after_is_honoured_and_does_not_use_up_retries(webhook_channel, make_rule, receiver, clock):
     GlobalSettings.objects.update_or_create(pk=1, defaults={"max_retries": 0})
     receiver.script.append(Reply(429, "slow down", {"Retry-After": "120"}))
