@@ -97,14 +97,27 @@ def test_rows_written_around_ingestion_are_moved_out_of_the_default_partition():
         assert rows_in(storage.partition_name(DAY - 5)) == 4
 
 
-def test_retried_batch_after_a_partial_overlap_stores_only_the_new_samples():
-    # The COPY fast path fails on the overlap; the ON CONFLICT path stores the rest.
-    first = [SampleIn("up", {"i": str(i)}, float(i), NOW.timestamp()) for i in range(5)]
-    second = first + [SampleIn("up", {"i": str(i)}, float(i), NOW.timestamp()) for i in range(5, 8)]
+@pytest.mark.parametrize("size", [5, storage.COPY_MIN_ROWS + 100])
+def test_retried_batch_after_a_partial_overlap_stores_only_the_new_samples(size):
+    # Small batches go straight to INSERT ... ON CONFLICT; on PostgreSQL a large one tries
+    # COPY first, which fails on the overlap, and then takes the ON CONFLICT path.
+    first = [SampleIn("up", {"i": str(i)}, float(i), NOW.timestamp()) for i in range(size)]
+    second = first + [SampleIn("up", {"i": str(i)}, float(i), NOW.timestamp()) for i in range(size, size + 3)]
 
     ingest_samples(first, now=NOW)
     result = ingest_samples(second, now=NOW)
 
-    assert result.accepted == 8
-    assert Sample.objects.count() == 8
-    assert sorted(Series.objects.values_list("last_value", flat=True)) == [float(i) for i in range(8)]
+    assert result.accepted == size + 3
+    assert Sample.objects.count() == size + 3
+    assert sorted(Series.objects.values_list("last_value", flat=True)) == [float(i) for i in range(size + 3)]
+
+
+def test_a_large_batch_with_a_repeated_sample_keeps_the_first():
+    batch = [SampleIn("up", {"i": str(i)}, float(i), NOW.timestamp()) for i in range(storage.COPY_MIN_ROWS)]
+    batch.append(SampleIn("up", {"i": "0"}, 99.0, NOW.timestamp()))
+
+    result = ingest_samples(batch, now=NOW)
+
+    assert result.accepted == storage.COPY_MIN_ROWS + 1
+    assert Sample.objects.count() == storage.COPY_MIN_ROWS
+    assert Sample.objects.get(series__labels__i="0").value == 0.0
