@@ -312,17 +312,15 @@ def load_site() -> Site:
 
 
 def alert_urls(alert_id: int) -> tuple[str, str]:
-    """The alert's dashboard page and its acknowledge page, as absolute URLs."""
+    """The alert's dashboard page, and where on it to acknowledge, as absolute URLs. The
+    link opens the page and its Acknowledge button (a POST): a GET from a link, or from a
+    mail scanner following it, must not acknowledge anything."""
     base = settings.MONITORING_PUBLIC_URL.rstrip("/")
     try:
         page = reverse("dashboard-alert-detail", args=[alert_id])
     except NoReverseMatch:
-        page = f"/alerts/{alert_id}"
-    try:
-        ack = reverse("dashboard-alert-acknowledge", args=[alert_id])
-    except NoReverseMatch:
-        ack = f"{page}?action=acknowledge"
-    return base + page, base + ack
+        page = f"/alerts/{alert_id}/"
+    return base + page, f"{base}{page}#acknowledge"
 
 
 def alert_info(alert: Alert) -> AlertInfo:

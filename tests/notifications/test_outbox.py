@@ -125,6 +125,7 @@ def test_delivery_records_the_outcome_and_sends_once(webhook_channel, make_rule,
     (request,) = receiver.requests
     assert request.headers["idempotency-key"] == row.idempotency_key
     assert request.json()["alerts"][0]["id"] == alert.pk
+    assert request.json()["alerts"][0]["url"] == f"{settings.MONITORING_PUBLIC_URL}/alerts/{alert.pk}/"
     row.refresh_from_db()
     assert (row.status, row.attempts, row.sent_at, row.claim_token) == ("sent", 1, T0, "")
 

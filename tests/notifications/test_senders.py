@@ -42,7 +42,7 @@ ALERT = AlertInfo(
     fingerprint="abc123",
     fired_at=T0,
     url="http://mon.example/alerts/42",
-    ack_url="http://mon.example/alerts/42?action=acknowledge",
+    ack_url="http://mon.example/alerts/42/#acknowledge",
 )
 SITE = {"organization": "MyHome IoT", "project": "Devices", "environment": "prod", "public_url": "http://mon.example"}
 
@@ -436,7 +436,7 @@ def test_email_uses_starttls_and_login_with_text_and_html_to_every_recipient(smt
     text = email.get_body(("plain",)).get_content()
     html = email.get_body(("html",)).get_content()
     assert "Value:     97.5 (cpu_usage_percent > 80)" in text
-    assert "Acknowledge: http://mon.example/alerts/42?action=acknowledge" in text
+    assert "Acknowledge: http://mon.example/alerts/42/#acknowledge" in text
     assert '<a href="http://mon.example/alerts/42">High CPU Usage</a>' in html
 
 
