@@ -723,7 +723,7 @@ class SmsSender(Sender):
         failed = dict(message.progress.get("sms_failed", {}))
         transient: list[str] = []
         rate_limited, retry_after = False, None
-        for number in settings["recipients"]:
+        for number in recipients_of(settings):
             if number in sent or number in failed:
                 continue
             try:
@@ -769,7 +769,7 @@ class EmailSender(Sender):
         email["Subject"] = " ".join(render_text(message, "email_subject.txt", overridable=False).split())[:200]
         sender = settings["from_email"]
         email["From"] = formataddr((settings.get("from_name") or "Monitoring", sender))
-        email["To"] = ", ".join(settings["recipients"])
+        email["To"] = ", ".join(recipients_of(settings))
         domain = sender.rpartition("@")[2] or "monitoring.local"
         # The outbox key as Message-ID: a message sent twice shows as the same message.
         email["Message-ID"] = f"<{message.idempotency_key}@{domain}>"
@@ -826,6 +826,15 @@ class EmailSender(Sender):
         if refused:
             return "refused by the server: " + ", ".join(sorted(refused))
         return ""
+
+
+def recipients_of(settings: Mapping[str, Any]) -> list[str]:
+    """The `recipients` setting as a list (a single address typed in the admin as a string,
+    or a comma-separated one, counts too)."""
+    value = settings.get("recipients") or []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip() for v in value if str(v).strip()]
 
 
 SENDERS: dict[str, type[Sender]] = {

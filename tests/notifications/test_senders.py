@@ -397,6 +397,13 @@ def test_webhook_alertmanager_resolved_and_acknowledgements_not_sent(receiver) -
     assert not sender.is_noop(NotificationEvent.RESOLVED)
 
 
+def test_recipients_typed_as_one_string_still_count(smtp_server, certificate) -> None:
+    settings = email_settings(smtp_server, certificate, recipients="admin@example.com, devops@example.com")
+    msg = message("email", settings)
+    EmailSender(msg.channel).send(msg)
+    assert smtp_server.mails[0].rcpt_tos == ["admin@example.com", "devops@example.com"]
+
+
 def test_channel_events_setting_makes_other_events_noops() -> None:
     sender = WebhookSender(ChannelInfo(1, "w", "w", "webhook", {"events": ["firing"]}))
     assert not sender.is_noop("firing")
