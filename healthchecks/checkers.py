@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import aiohttp
 from cryptography import x509
 
+from monitoring import outbound
+
 from .choices import CheckKind, HealthStatus, PingKind
 from .validation import command_argv, parse_expected_status, split_host_port
 
@@ -152,7 +154,10 @@ class ProbeSession:
             tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if verify else False
             # force_close: each check opens its own connection, as a client of the service
             # would; a pooled keep-alive connection would hide a server that accepts no new ones.
-            connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls, happy_eyeballs_delay=0.25)
+            # The outbound policy checks every address resolved and connected to, redirects included.
+            connector = aiohttp.TCPConnector(
+                limit=0, force_close=True, ssl=tls, happy_eyeballs_delay=0.25, **outbound.aiohttp_connector_options()
+            )
             session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": USER_AGENT},

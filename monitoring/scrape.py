@@ -13,6 +13,7 @@ import httpx
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from . import outbound
 from .choices import TargetKind
 from .ingest import IngestResult, SampleIn, ingest_samples
 from .models import MonitoringTarget
@@ -143,7 +144,7 @@ async def _scrape(client: httpx.AsyncClient, target: ScrapeTarget, slots: asynci
             samples = parse_exposition(text, labels=target.labels, timestamp=started_at)
         except (TimeoutError, httpx.TimeoutException):
             error = f"timed out after {target.timeout:g} s"
-        except ScrapeError as exc:
+        except (ScrapeError, outbound.OutboundDenied) as exc:
             error = str(exc)
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"
@@ -160,7 +161,8 @@ async def _scrape_all(targets: Sequence[ScrapeTarget], concurrency: int) -> list
     slots = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
-    async with httpx.AsyncClient(limits=limits, headers=headers, follow_redirects=True) as client:
+    # Under the outbound policy (MONITORING_OUTBOUND_DENY/ALLOW), redirects included.
+    async with outbound.httpx_async_client(limits=limits, headers=headers, follow_redirects=True) as client:
         return list(await asyncio.gather(*(_scrape(client, target, slots) for target in targets)))
 
 
