@@ -15,3 +15,11 @@ class MonitoringConfig(AppConfig):
         post_save.connect(
             signals.apply_changed_intervals, sender=GlobalSettings, dispatch_uid="monitoring-schedule-apply"
         )
+
+        from django.contrib.auth import signals as auth_signals
+
+        from . import auth_audit
+
+        auth_signals.user_logged_in.connect(auth_audit.audit_login, dispatch_uid="monitoring-audit-login")
+        auth_signals.user_logged_out.connect(auth_audit.audit_logout, dispatch_uid="monitoring-audit-logout")
+        auth_signals.user_login_failed.connect(auth_audit.audit_login_failure, dispatch_uid="monitoring-audit-failed")

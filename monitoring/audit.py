@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
@@ -152,9 +153,16 @@ def verify_audit_chain(entries: Iterable[AuditLogEntry] | None = None) -> AuditL
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address the request came from. Only REMOTE_ADDR: X-Forwarded-For is whatever
-    the client wants it to be unless a trusted proxy wrote it."""
-    return _normal_ip(request.META.get("REMOTE_ADDR"))
+    """The address the request came from: REMOTE_ADDR, or behind API_TRUSTED_PROXIES
+    proxies the X-Forwarded-For entry the outermost trusted proxy wrote (as DRF's throttles
+    count). Entries further left are whatever the client wants them to be."""
+    remote = request.META.get("REMOTE_ADDR")
+    proxies = (getattr(settings, "REST_FRAMEWORK", {}) or {}).get("NUM_PROXIES") or 0
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if proxies > 0 and forwarded:
+        entries = [entry.strip() for entry in forwarded.split(",")]
+        return _normal_ip(entries[-min(proxies, len(entries))]) or _normal_ip(remote)
+    return _normal_ip(remote)
 
 
 def cli_actor() -> str:

@@ -41,3 +41,19 @@ class AuditAction(models.TextChoices):
     LOGIN_FAILED = "login_failed", "Failed login"
     LOGOUT = "logout", "Logout"
     REVOKE = "revoke", "Revoke"
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    ROTATE = "rotate", "Rotate key"
+
+
+class DiscoverySource(models.TextChoices):
+    DEVICE = "device", "Device registration"
+    NETWORK = "network", "Network scan"
+    FILE_SD = "file_sd", "file_sd file"
+    HTTP_SD = "http_sd", "http_sd endpoint"
+
+
+class DiscoveryState(models.TextChoices):
+    PENDING = "pending", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"

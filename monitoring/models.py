@@ -177,13 +177,36 @@ class ApiKey(models.Model):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
+class AuditLogImmutableError(Exception):
+    """An attempt to change or delete an audit entry: the log is append-only."""
+
+
+class AuditLogQuerySet(models.QuerySet):
+    """No bulk update or delete: the only write is monitoring.audit.record_audit's insert
+    (PostgreSQL's trigger refuses the rest to raw SQL too)."""
+
+    def update(self, **kwargs):
+        raise AuditLogImmutableError("audit log entries cannot be changed")
+
+    def delete(self):
+        raise AuditLogImmutableError("audit log entries cannot be deleted")
+
+
 class AuditLogEntry(models.Model):
     """An append-only record of a change a person made. It names the object by content
     type, id and text instead of a foreign key, so deleting the object keeps the entry."""
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
+    # No database constraint and nothing done on delete: removing a user must not UPDATE
+    # the append-only table (its trigger would refuse). actor_id then names a removed
+    # user's id (never reused: ids are AUTOINCREMENT/sequences) and actor_name the user.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_name = models.CharField(max_length=150, blank=True, default="", db_index=True)
     source = models.CharField(max_length=20, choices=AuditSource.choices, db_index=True)
@@ -198,6 +221,8 @@ class AuditLogEntry(models.Model):
     prev_hash = models.CharField(max_length=64, blank=True, default="")
     entry_hash = models.CharField(max_length=64, blank=True, default="")
 
+    objects = AuditLogQuerySet.as_manager()
+
     class Meta:
         verbose_name = "audit log entry"
         verbose_name_plural = "audit log"
@@ -205,3 +230,16 @@ class AuditLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type} {self.object_repr}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AuditLogImmutableError("audit log entries cannot be changed")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditLogImmutableError("audit log entries cannot be deleted")
+
+
+# Discovery's model lives with its code; importing it here registers it with the app.
+from .discovery.models import DiscoveredTarget  # noqa: E402, F401
