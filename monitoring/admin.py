@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from .admin_audit import AuditedModelAdmin, EnableDisableAdmin
 from .apikeys import create_api_key
 from .choices import AuditAction, Role
+from .discovery import admin as discovery_admin  # noqa: F401 - registers the discovered targets' admin
 from .models import ApiKey, AuditLogEntry, GlobalSettings, MonitoringTarget, Sample, Series
 from .roles import has_role
 

@@ -31,6 +31,8 @@ class PeriodicJob:
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("monitoring: system collection", "monitoring.tasks.collect_system_metrics_task", "collection_interval"),
     PeriodicJob("monitoring: prometheus scrape", "monitoring.tasks.scrape_targets_task", "collection_interval"),
+    # file_sd/http_sd changes and fleet metrics each interval; the network scan claims its own longer one.
+    PeriodicJob("monitoring: discovery", "monitoring.tasks.discover_targets_task", "collection_interval"),
     PeriodicJob("alerts: rule evaluation", "alerts.tasks.evaluate_rules_task", "evaluation_interval"),
     PeriodicJob(
         "healthchecks: due check dispatch", "healthchecks.tasks.dispatch_due_checks_task", "health_dispatch_interval"

@@ -56,3 +56,12 @@ def scrape_target_batch_task(target_ids: list[int]) -> str:
     from .scrape import scrape_and_ingest
 
     return scrape_and_ingest(target_ids).summary()
+
+
+@shared_task(ignore_result=True)
+def discover_targets_task() -> str:
+    """Re-read file_sd/http_sd, scan the configured networks when their interval has passed,
+    and ingest the device fleet metrics (beat, every collection_interval)."""
+    from .discovery.run import run_discovery
+
+    return run_discovery(now=timezone.now()).line()
