@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from config.admin_login import AdminLoginView
 from monitoring import exposition
 from monitoring import views as monitoring_views
 
@@ -23,6 +24,8 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    # Before the admin's own URLs: its log-in with the dashboard's failed-attempt limits.
+    path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("healthz", monitoring_views.healthz, name="healthz"),
