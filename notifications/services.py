@@ -246,8 +246,12 @@ def send_test_notifications(
             sender.send(message)
         except SendError as exc:
             status, error = NotificationStatus.FAILED, exc.message
-        except (DecryptionError, ValueError) as exc:
+        except DecryptionError as exc:
             status, error = NotificationStatus.FAILED, f"the channel's secrets cannot be read: {type(exc).__name__}"
+        except Exception as exc:
+            # A diagnostic tool reports a sender's bug as the outcome instead of a 500.
+            log.exception("test message to %s raised", channel.key)
+            status, error = NotificationStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
         duration_ms = int((time.perf_counter() - started) * 1000)
         Notification.objects.filter(pk=row.pk).update(
             status=status,

@@ -63,3 +63,19 @@ def test_notify_needs_an_operator(channels, receiver, users):
         notify("--user", "viewer")
     assert failure.value.returncode == 1 and "operator" in str(failure.value)
     assert receiver.requests == []
+
+
+def test_a_broken_channel_config_is_reported_as_its_outcome(make_channel, users):
+    make_channel(
+        "email",
+        smtp_server="127.0.0.1",
+        smtp_port="not-a-port",
+        from_email="a@example.com",
+        recipients=["b@example.com"],
+    )
+    out = StringIO()
+    with pytest.raises(CommandError) as failure:
+        call_command("notify", "--channels", "email", "--format", "json", stdout=out)
+    assert failure.value.returncode == 1
+    (row,) = json.loads(out.getvalue())
+    assert row["status"] == "failed" and row["error"].startswith("internal error: ValueError")
