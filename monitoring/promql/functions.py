@@ -72,9 +72,12 @@ def extrapolated_rate(matrix: Matrix, steps: np.ndarray, *, is_counter: bool, is
             threshold = average * 1.1
             interval = sampled + np.where(duration_to_start < threshold, duration_to_start, average / 2)
             interval = interval + np.where(duration_to_end < threshold, duration_to_end, average / 2)
-            result = result * (interval / sampled)
+            # One factor, then one multiplication: the order of Prometheus' operations, so
+            # the last bit agrees too (result * (i / s) / r can differ from result * (i / s / r)).
+            factor = interval / sampled
             if is_rate:
-                result = result / range_seconds
+                factor = factor / range_seconds
+            result = result * factor
             out.append(VSeries(without_name(data.labels), result, ok))
     return Vector(unique_series(out))
 

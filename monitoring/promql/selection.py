@@ -10,8 +10,8 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet, TextField
-from django.db.models.functions import Cast
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from psycopg import errors as pg_errors
 
 from monitoring.models import Sample, Series
