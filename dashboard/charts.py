@@ -6,9 +6,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from django.db import connection
+
 from alerts.engine import labels_match
 from alerts.models import AlertRule
-from monitoring.queries import Point, SeriesSelector, default_step_ms, query_range
+from monitoring.models import Sample
+from monitoring.queries import SeriesSelector, default_step_ms, list_series
 
 # Named ranges of the Metrics page, in seconds.
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "7d": 7 * 24 * 3600}
@@ -54,26 +57,49 @@ def clamp_width(raw: object) -> int:
     return max(MIN_WIDTH_PX, min(MAX_WIDTH_PX, width))
 
 
-def with_gaps(points: Sequence[Point], step_ms: int) -> tuple[list[int], list[float | None]]:
-    """Times (seconds) and values of one series, with a null inserted after any point that
-    is followed by a silence longer than GAP_FACTOR times the usual spacing, so the chart
-    breaks its line there. NaN values are nulls too."""
+def with_gaps(points: Sequence[tuple[int, float | None]], step_ms: int) -> tuple[list[int], list[float | None]]:
+    """Times (seconds) and values of one series' (ms, value) buckets, with a null inserted
+    after any bucket that is followed by a silence longer than GAP_FACTOR times the usual
+    spacing, so the chart breaks its line there. NaN values are nulls too."""
     times: list[int] = []
     values: list[float | None] = []
     if not points:
         return times, values
-    deltas = sorted(b.ts - a.ts for a, b in zip(points, points[1:], strict=False))
+    deltas = sorted(b[0] - a[0] for a, b in zip(points, points[1:], strict=False))
     usual = deltas[len(deltas) // 2] if deltas else step_ms
     gap_after = GAP_FACTOR * max(usual, step_ms)
-    previous: Point | None = None
-    for point in points:
-        if previous is not None and point.ts - previous.ts > gap_after:
-            times.append((previous.ts + step_ms) // 1000)
+    previous_ts: int | None = None
+    for ts, value in points:
+        if previous_ts is not None and ts - previous_ts > gap_after:
+            times.append((previous_ts + step_ms) // 1000)
             values.append(None)
-        times.append(point.ts // 1000)
-        values.append(None if math.isnan(point.value) else point.value)
-        previous = point
+        times.append(ts // 1000)
+        values.append(None if value is None or math.isnan(value) else value)
+        previous_ts = ts
     return times, values
+
+
+def bucket_averages(series_ids: Sequence[int], start_ms: int, end_ms: int, step_ms: int):
+    """Each series' average per bucket of `step_ms` between the two times, oldest first:
+    one query, read without the ORM's per-value converters (a 24 h chart of 20 series is
+    15,000 rows, and converting them cost more than the query). Buckets align on multiples
+    of the step, as monitoring.queries aligns them; NaN samples are NULL and skipped."""
+    by_series: dict[int, list[tuple[int, float | None]]] = {series_id: [] for series_id in series_ids}
+    if not series_ids:
+        return by_series
+    table = connection.ops.quote_name(Sample._meta.db_table)
+    placeholders = ", ".join(["%s"] * len(series_ids))
+    # Only the table name (from the model) and placeholders are formatted in; values are parameters.
+    sql = (
+        f"SELECT series_id, (ts / %s) * %s AS bucket, AVG(value) FROM {table} "  # noqa: S608
+        f"WHERE series_id IN ({placeholders}) AND ts >= %s AND ts <= %s "
+        "GROUP BY series_id, bucket ORDER BY series_id, bucket"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [step_ms, step_ms, *series_ids, start_ms, end_ms])
+        for series_id, bucket, average in cursor.fetchall():
+            by_series[series_id].append((int(bucket), average))
+    return by_series
 
 
 @dataclass(frozen=True)
@@ -118,21 +144,22 @@ def chart_data(
     two times, bucketed by the database at the smallest nice step that gives no more
     buckets than the chart has pixels. A constant number of queries whatever the fleet."""
     step_ms = default_step_ms(start_ms, end_ms, max_points=width_px)
-    result = query_range(selector, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, limit=limit)
+    page = list_series(selector, limit=limit)
+    buckets = bucket_averages([info.id for info in page.series], start_ms, end_ms, step_ms)
     series = []
-    for item in result.series:
-        times, values = with_gaps(item.points, step_ms)
+    for info in page.series:
+        times, values = with_gaps(buckets[info.id], step_ms)
         series.append(
             {
-                "id": item.series.id,
-                "metric": item.series.metric,
-                "labels": dict(item.series.labels),
-                "label": series_label(item.series.labels),
+                "id": info.id,
+                "metric": info.metric,
+                "labels": dict(info.labels),
+                "label": series_label(info.labels),
                 "t": times,
                 "v": values,
             }
         )
-    metric = selector.metric or (result.series[0].series.metric if result.series else "")
+    metric = selector.metric or (page.series[0].metric if page.series else "")
     thresholds = thresholds_for(metric, [s["labels"] for s in series], rules) if metric else []
     return {
         "metric": metric,
@@ -140,7 +167,7 @@ def chart_data(
         "start": start_ms // 1000,
         "end": end_ms // 1000,
         "step": step_ms // 1000,
-        "count": result.count,
+        "count": page.count,
         "shown": len(series),
         "series": series,
         "thresholds": [t.as_dict() for t in thresholds],

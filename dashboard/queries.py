@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Value, When, Window
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from alerts.choices import FIRING_STATES, OPEN_STATES, AlertState, Severity
@@ -81,20 +81,29 @@ def unhealthy_checks(limit: int = 10) -> list[HealthCheck]:
 
 def target_counts() -> dict[str, int]:
     """Enabled targets by health: down while any enabled check is critical, degraded while
-    one warns, up when every check is healthy, unknown without judged checks."""
-    checks = HealthCheck.objects.filter(target=OuterRef("pk"), enabled=True)
-    targets = MonitoringTarget.objects.filter(enabled=True).annotate(
-        has_critical=Exists(checks.filter(status=HealthStatus.CRITICAL)),
-        has_warning=Exists(checks.filter(status=HealthStatus.WARNING)),
-        has_healthy=Exists(checks.filter(status=HealthStatus.HEALTHY)),
-        has_unknown=Exists(checks.filter(status=HealthStatus.UNKNOWN)),
+    one warns, up when every check is healthy, unknown otherwise. Two queries: the targets'
+    check counts grouped by target (a correlated EXISTS per target and state made
+    PostgreSQL take over a second for 2,000 targets), tallied here."""
+    rows = (
+        HealthCheck.objects.filter(enabled=True, target__enabled=True)
+        .values("target_id")
+        .annotate(
+            critical=Count("id", filter=Q(status=HealthStatus.CRITICAL)),
+            warning=Count("id", filter=Q(status=HealthStatus.WARNING)),
+            unknown=Count("id", filter=Q(status=HealthStatus.UNKNOWN)),
+        )
+        .order_by()
+        .values_list("critical", "warning", "unknown")
     )
-    return targets.aggregate(
-        total=Count("id"),
-        down=Count("id", filter=Q(has_critical=True)),
-        degraded=Count("id", filter=Q(has_critical=False, has_warning=True)),
-        up=Count("id", filter=Q(has_critical=False, has_warning=False, has_unknown=False, has_healthy=True)),
-    )
+    counts = {"total": MonitoringTarget.objects.filter(enabled=True).count(), "down": 0, "degraded": 0, "up": 0}
+    for critical, warning, unknown in rows:
+        if critical:
+            counts["down"] += 1
+        elif warning:
+            counts["degraded"] += 1
+        elif not unknown:
+            counts["up"] += 1
+    return counts
 
 
 def latest_alert_events(limit: int = 15) -> list[AlertEvent]:

@@ -64,9 +64,10 @@
             ctx.stroke();
             ctx.setLineDash([]);
             ctx.fillStyle = colour;
-            ctx.textAlign = "right";
+            // Labelled at the left: the right edge is where "now" and the latest marks are.
+            ctx.textAlign = "left";
             ctx.fillText(t.rule + " " + t.comparison + " " + formatValue(t.value, el._chart.unit),
-              left + width - 4 * devicePixelRatio, y - 4 * devicePixelRatio);
+              left + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
             drawn++;
           });
           (el._chart.marks || []).forEach(function (m) {

@@ -73,6 +73,9 @@ def test_overview_counts_firing_alerts_by_severity_and_lists_latest_events(fleet
     firing = sum(1 for a in fleet["alerts"] if a.state in (AlertState.ACTIVE, AlertState.ACKNOWLEDGED))
     assert f'data-count="firing">{firing}<' in html
     assert "Latest alert events" in html and f"#{fleet['alerts'][-1].pk} High CPU" in html
+    # Device checks cycle healthy, critical, warning; the gateway has no check (unknown).
+    assert "3 <small>up</small> · 3 <small>down</small>" in html
+    assert "2 degraded · 9 enabled" in html
 
 
 @pytest.mark.django_db
