@@ -37,6 +37,9 @@ class DeviceRegistrationSerializer(serializers.Serializer):
             raise serializers.ValidationError("A device id is printable text.")
         return value
 
+    def validate_parent(self, value: str) -> str:
+        return self.validate_device_id(value) if value else value
+
     def validate(self, attrs: dict) -> dict:
         if attrs["parent"] and attrs["parent"] == attrs["device_id"]:
             raise serializers.ValidationError({"parent": ["A device cannot be its own gateway."]})
@@ -71,6 +74,12 @@ class DiscoveredTargetSerializer(serializers.ModelSerializer):
 
 def _discovered_json(row: DiscoveredTarget) -> dict:
     return DiscoveredTargetSerializer(row).data
+
+
+DISCOVERED_RESPONSE = inline_serializer(
+    "DiscoveredTargetResponse",
+    {"success": serializers.BooleanField(), "discovered_target": DiscoveredTargetSerializer()},
+)
 
 
 class DeviceRegistrationView(APIView):
@@ -130,7 +139,7 @@ class DiscoveredTargetViewSet(ReadOnlyModelViewSet):
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(responses={200: DiscoveredTargetSerializer, **READ_ERRORS})
+    @extend_schema(responses={200: DISCOVERED_RESPONSE, **READ_ERRORS})
     def retrieve(self, request, *args, **kwargs):
         return ok(discovered_target=_discovered_json(self.get_object()))
 
@@ -150,13 +159,13 @@ class DiscoveredTargetViewSet(ReadOnlyModelViewSet):
         row.refresh_from_db()
         return row
 
-    @extend_schema(request=None, responses={200: DiscoveredTargetSerializer, **WRITE_ERRORS})
+    @extend_schema(request=None, responses={200: DISCOVERED_RESPONSE, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         row = self._decide(request, pk, approve_discovered)
         return ok(status.HTTP_200_OK, discovered_target=_discovered_json(row))
 
-    @extend_schema(request=None, responses={200: DiscoveredTargetSerializer, **WRITE_ERRORS})
+    @extend_schema(request=None, responses={200: DISCOVERED_RESPONSE, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         row = self._decide(request, pk, reject_discovered)

@@ -92,7 +92,8 @@ def run_discovery(
             report.add(DiscoverySource.NETWORK.value, text, sync)
         else:
             report.add(DiscoverySource.NETWORK.value, "not due")
-    if DiscoverySource.DEVICE in sources:
+    # Off with device discovery: a device platform may push the same metrics itself.
+    if DiscoverySource.DEVICE in sources and settings.MONITORING_DISCOVERY_DEVICES:
         result = ingest_fleet_metrics(now=now)
         report.add(DiscoverySource.DEVICE.value, f"fleet metrics: {result.accepted} samples")
     log.info("discovery: %s", report.line())
