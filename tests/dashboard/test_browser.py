@@ -66,8 +66,8 @@ def open_page(browser, asgi_server):
     """A logged-in page of a fresh browser context (its own cookies: another browser)."""
     contexts = []
 
-    def make(username: str, path: str = "/", viewport: dict = WIDE):
-        context = browser.new_context(viewport=viewport)
+    def make(username: str, path: str = "/", viewport: dict = WIDE, color_scheme: str = "light"):
+        context = browser.new_context(viewport=viewport, color_scheme=color_scheme)
         contexts.append(context)
         page = context.new_page()
         page.csp_violations = []
@@ -232,12 +232,19 @@ def test_metrics_chart_draws_points_and_the_threshold_line(asgi_server, open_pag
     assert not page.csp_violations
 
 
-@pytest.mark.parametrize("viewport", [WIDE, PHONE], ids=["1280px", "phone"])
-def test_every_page_renders_and_is_screenshotted(asgi_server, open_page, users, make_series, viewport) -> None:
+@pytest.mark.parametrize(
+    ("viewport", "scheme", "suffix"),
+    [(WIDE, "light", ""), (PHONE, "light", "-phone"), (WIDE, "dark", "-dark")],
+    ids=["1280px", "phone", "dark"],
+)
+def test_every_page_renders_and_is_screenshotted(
+    asgi_server, open_page, users, make_series, viewport, scheme, suffix
+) -> None:
     fleet = build_fleet(6, users, make_series)
     alert = fleet["alerts"][0]
-    suffix = "" if viewport is WIDE else "-phone"
-    page = open_page("admin", "/", viewport)
+    page = open_page("admin", "/", viewport, scheme)
+    if scheme == "dark":  # the theme follows the system preference
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 18, 22)"
     for name, path, marker in [
         ("overview", "/", "Latest alert events"),
         ("alerts", "/alerts/", "High CPU"),
