@@ -333,7 +333,10 @@ def _store(batch: _Batch) -> None:
     """Resolve the series not cached, write the samples and move each series' last value,
     all in one transaction (a savepoint when the caller already has one open)."""
     refs, timestamps, values = batch.refs, batch.timestamps, batch.values
+    owns_commit = not connection.in_atomic_block
     with transaction.atomic():
+        if owns_commit:
+            storage.relax_commit()
         found: dict[tuple, int] = {}
         unknown = {ref: "" for ref in refs if type(ref) is tuple}
         if unknown:

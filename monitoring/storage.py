@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 from psycopg import errors as pg_errors
 
@@ -33,6 +34,15 @@ def _pg_cursor() -> psycopg.Cursor:
     costs more than the insert it feeds."""
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)
+
+
+def relax_commit() -> None:
+    """In a transaction of samples only: on PostgreSQL, commit without waiting for the WAL
+    flush unless MONITORING_INGEST_SYNCHRONOUS_COMMIT. A flush costs 5-15 ms here, more than
+    a small push's work; a database crash loses at most the last ~0.6 s of samples."""
+    if is_postgres() and not settings.MONITORING_INGEST_SYNCHRONOUS_COMMIT:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def resolve_series(wanted: Mapping[str, tuple[str, dict[str, str]]], *, created_at: datetime) -> dict[str, int]:

@@ -358,3 +358,41 @@ def test_a_changed_retention_applies_to_the_next_batch():
     result = ingest_samples([one(timestamp=NOW_S - 3 * 86400 + 1)], now=NOW)
 
     assert [r.reason for r in result.rejected] == ["too_old"]
+
+
+class Statements:
+    """Records the SQL run through Django's cursors (connection.execute_wrapper)."""
+
+    def __init__(self):
+        self.sql: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.sql.append(sql)
+        return execute(sql, params, many, context)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_committed_by_ingest_does_not_wait_for_the_wal_flush_on_postgresql(settings):
+    labels = {"device_id": "wal-flush"}  # a series no earlier test left in the cache
+    statements = Statements()
+    with connection.execute_wrapper(statements):
+        ingest_samples([one(labels=labels)], now=NOW)
+    settings.MONITORING_INGEST_SYNCHRONOUS_COMMIT = True
+    strict = Statements()
+    with connection.execute_wrapper(strict):
+        ingest_samples([one(labels=labels, timestamp=NOW_S - 1)], now=NOW)
+
+    relaxed = [sql for sql in statements.sql if "synchronous_commit" in sql]
+    assert relaxed == (["SET LOCAL synchronous_commit = off"] if connection.vendor == "postgresql" else [])
+    assert not [sql for sql in strict.sql if "synchronous_commit" in sql]
+    assert Sample.objects.count() == 2
+
+
+def test_a_batch_inside_the_callers_transaction_keeps_its_durability():
+    # The caller's transaction may hold alert transitions and notifications: never relaxed.
+    statements = Statements()
+    with connection.execute_wrapper(statements):
+        ingest_samples([one()], now=NOW)
+
+    assert not [sql for sql in statements.sql if "synchronous_commit" in sql]
+    assert Sample.objects.count() == 1
