@@ -317,7 +317,9 @@ def run_postgres(args: argparse.Namespace) -> None:
         common.rate_line("ingest_samples(), a batch = 1 timestamp x 10,000 series", rows, wall, baseline, INGEST_TARGET)
     )
     print(f"  {'':<58} (ingest's own Python CPU: {cpu:.2f} s of {wall:.2f} s)")
-    print(common.rate_line("  of which could be: its last-value UPDATE alone", rows, update_seconds, baseline))
+    print(
+        common.rate_line("  its last-value UPDATE alone (10,000 series rows a batch)", rows, update_seconds, baseline)
+    )
     print(common.rate_line("raw COPY into a bare table, rows by series", rows, raw_by_series))
     print(
         common.rate_line(
