@@ -2,6 +2,7 @@
 through dashboard.pages.respond (page, live part, or JSON export)."""
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -317,8 +318,6 @@ def logs(request: HttpRequest) -> HttpResponse:
 
 
 def _query(params: dict) -> str:
-    from urllib.parse import urlencode
-
     return urlencode(params, doseq=True)
 
 
