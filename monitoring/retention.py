@@ -1,6 +1,7 @@
 """Retention: removes what is older than the retention, without holding a lock that stalls
 ingestion for more than a second. Samples go by whole daily partitions on PostgreSQL and in
-committed batches on SQLite; other apps add their own steps to CLEANUP_STEPS."""
+committed batches on SQLite; other apps add their own steps to CLEANUP_STEPS. Audit log
+entries are never removed."""
 
 import logging
 import time
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import OperationalError, connection, transaction
+from django.db.models import QuerySet
 from django.utils.module_loading import import_string
 from psycopg import errors as pg_errors
 
@@ -27,11 +29,18 @@ DROP_RETRY_PAUSE_S = 0.5
 SQLITE_PAUSE_S = 0.005
 
 # What the cleanup removes, in order: (what it is, dotted path of a function called with
-# keyword arguments cutoff (datetime), batch_size (int) and dry_run (bool) that returns how
-# many rows it removed, or would remove).
+# keyword arguments cutoff (datetime), batch_size (int), dry_run (bool) and progress (None,
+# or a callable told the number of rows of each committed batch) that returns how many rows
+# it removed, or would remove). Notifications go before alerts: an alert is deleted only
+# once its notifications are.
 CLEANUP_STEPS: list[tuple[str, str]] = [
     ("samples", "monitoring.retention.cleanup_samples"),
+    ("health results", "healthchecks.retention.cleanup_results"),
+    ("notifications", "notifications.retention.cleanup_notifications"),
+    ("resolved alerts", "alerts.retention.cleanup_alerts"),
 ]
+
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -46,36 +55,44 @@ class CleanupReport:
         return f"cleanup {verb} {parts} older than {self.cutoff:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def run_cleanup(*, days: int | None = None, now: datetime, dry_run: bool = False) -> CleanupReport:
+def run_cleanup(
+    *,
+    days: int | None = None,
+    now: datetime,
+    dry_run: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> CleanupReport:
     """Remove everything older than `days` (default: the global retention) before `now`,
-    step by step; each step commits as it goes, so run this outside a transaction."""
+    step by step; each step commits as it goes, so run this outside a transaction.
+    `progress(what, rows)` is told each committed batch."""
     settings = GlobalSettings.load()
     days = settings.retention_days if days is None else days
     cutoff = now - timedelta(days=days)
     counts = {}
     for what, path in CLEANUP_STEPS:
         step: Callable[..., int] = import_string(path)
-        counts[what] = step(cutoff=cutoff, batch_size=settings.batch_size, dry_run=dry_run)
+        told = (lambda rows, what=what: progress(what, rows)) if progress else None
+        counts[what] = step(cutoff=cutoff, batch_size=settings.batch_size, dry_run=dry_run, progress=told)
     report = CleanupReport(cutoff=cutoff, dry_run=dry_run, counts=counts)
     log.info("%s", report.line())
     return report
 
 
-def cleanup_samples(*, cutoff: datetime, batch_size: int, dry_run: bool) -> int:
+def cleanup_samples(*, cutoff: datetime, batch_size: int, dry_run: bool, progress: Progress | None = None) -> int:
     cutoff_ms = int(cutoff.timestamp() * 1000)
     if dry_run:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*) FROM monitoring_sample WHERE ts < %s", [cutoff_ms])
             return cursor.fetchone()[0]
-    return delete_samples_before(cutoff_ms, batch_size)
+    return delete_samples_before(cutoff_ms, batch_size, progress)
 
 
-def delete_samples_before(cutoff_ms: int, batch_size: int) -> int:
+def delete_samples_before(cutoff_ms: int, batch_size: int, progress: Progress | None = None) -> int:
     """Delete every sample with ts < cutoff_ms; returns how many. On PostgreSQL, daily
     partitions entirely before the cutoff are dropped and the rest of the boundary day
     (and the DEFAULT partition) deleted in batches; on SQLite, batches of `batch_size`."""
     if not storage.is_postgres():
-        return _delete_in_batches("monitoring_sample", "rowid", cutoff_ms, batch_size)
+        return _delete_in_batches("monitoring_sample", "rowid", cutoff_ms, batch_size, progress)
     deleted = 0
     partial = [storage.DEFAULT_PARTITION]
     can_drop = True
@@ -85,6 +102,8 @@ def delete_samples_before(cutoff_ms: int, batch_size: int) -> int:
             dropped = _drop_partition(day, name)
             if dropped is not None:
                 deleted += dropped
+                if progress:
+                    progress(dropped)
                 continue
             # Never stall ingestion: empty the partitions in small batches instead; the
             # next run drops the empty tables.
@@ -93,7 +112,7 @@ def delete_samples_before(cutoff_ms: int, batch_size: int) -> int:
         if start < cutoff_ms:
             partial.append(name)
     for table in partial:
-        deleted += _delete_in_batches(table, "ctid", cutoff_ms, batch_size)
+        deleted += _delete_in_batches(table, "ctid", cutoff_ms, batch_size, progress)
     return deleted
 
 
@@ -119,7 +138,9 @@ def _drop_partition(day: int, name: str) -> int | None:
     return None
 
 
-def _delete_in_batches(table: str, row_id: str, cutoff_ms: int, batch_size: int) -> int:
+def _delete_in_batches(
+    table: str, row_id: str, cutoff_ms: int, batch_size: int, progress: Progress | None = None
+) -> int:
     """Delete rows with ts < cutoff_ms from `table`, `batch_size` rows per transaction."""
     if row_id == "ctid":  # PostgreSQL: = ANY(ARRAY(...)) makes a TID scan; IN (...) would scan the table
         sql = f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE ts < %s LIMIT %s))"  # noqa: S608
@@ -132,7 +153,41 @@ def _delete_in_batches(table: str, row_id: str, cutoff_ms: int, batch_size: int)
             cursor.execute(sql, [cutoff_ms, batch_size])
             count = cursor.rowcount
         deleted += count
+        if progress:
+            progress(count)
         if count < batch_size:
+            return deleted
+        if pause:
+            time.sleep(pause)
+
+
+def delete_queryset_in_batches(
+    queryset: QuerySet,
+    *,
+    batch_size: int,
+    progress: Progress | None = None,
+    before_delete: Callable[[list], None] | None = None,
+) -> int:
+    """Delete the rows of `queryset` (and what cascades from them), `batch_size` at a time,
+    each batch in its own transaction, so a writer waits at most one batch;
+    `before_delete(ids)` runs in that transaction first. Returns how many rows of the
+    queryset's model went."""
+    model = queryset.model
+    pause = SQLITE_PAUSE_S if not storage.is_postgres() and not connection.in_atomic_block else 0
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            if before_delete:
+                before_delete(ids)
+            _, per_model = model._base_manager.filter(pk__in=ids).delete()
+        count = per_model.get(model._meta.label, 0)
+        deleted += count
+        if progress:
+            progress(count)
+        if len(ids) < batch_size:
             return deleted
         if pause:
             time.sleep(pause)
