@@ -208,6 +208,12 @@ def _notify_alert_engine(changed: frozenset[str]) -> None:
     triggers.on_metrics_changed(changed)
 
 
+def _publish_metrics_changed(changed: frozenset[str]) -> None:
+    from dashboard.publish import publish_metrics_changed  # at most once a second per metric
+
+    publish_metrics_changed(changed)
+
+
 def _reject(rejections: list[Rejection], index: int, reason: RejectReason) -> None:
     rejections.append(Rejection(index, reason.value))
 
@@ -217,8 +223,8 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
     and reason) for a bad name or labels, a value that is not a number, a timestamp that is
     not finite, older than the retention or more than 10 minutes ahead of `now`. Storing a
     sample whose series and timestamp are already stored changes nothing, so a retried
-    batch is harmless; it counts as accepted again. After the commit the alert engine hears
-    which metrics changed."""
+    batch is harmless; it counts as accepted again. After the commit the alert engine and
+    the dashboard's Metrics pages hear which metrics changed."""
     started = time.perf_counter()
     now = now or timezone.now()
     now_ms = int(now.timestamp() * 1000)
@@ -234,6 +240,7 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
             batch = _validate(samples, now_ms, window)
             _store(batch)
         transaction.on_commit(partial(_notify_alert_engine, batch.metrics), robust=True)
+        transaction.on_commit(partial(_publish_metrics_changed, batch.metrics), robust=True)
 
     accepted, rejections = len(batch.refs), batch.rejections
     elapsed = time.perf_counter() - started

@@ -396,3 +396,23 @@ def test_a_batch_inside_the_callers_transaction_keeps_its_durability():
 
     assert not [sql for sql in statements.sql if "synchronous_commit" in sql]
     assert Sample.objects.count() == 1
+
+
+def test_the_metrics_pages_hear_of_new_samples_after_commit(django_capture_on_commit_callbacks):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from dashboard.publish import GROUP_METRICS
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(GROUP_METRICS, channel)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest_samples([one(metric="published_metric_one"), one(metric="published_metric_two")], now=NOW)
+        message = async_to_sync(layer.receive)(channel)
+    finally:
+        async_to_sync(layer.group_discard)(GROUP_METRICS, channel)
+
+    assert message["event"] == "metrics.changed"
+    assert message["payload"]["metrics"] == ["published_metric_one", "published_metric_two"]
