@@ -240,7 +240,11 @@ def alerts_report(*, now: datetime, days: int) -> Report:
     summary = (
         ("alerts_fired", "Alerts fired", fired_total),
         ("still_firing", "Still firing", firing_now),
-        ("acknowledged_percent", "Acknowledged", round(100 * len(all_acks) / fired_total, 1) if fired_total else None),
+        (
+            "acknowledged_percent",
+            "Acknowledged %",
+            round(100 * len(all_acks) / fired_total, 1) if fired_total else None,
+        ),
         ("mean_time_to_acknowledge_s", "Mean time to acknowledge", _mean_seconds(all_acks)),
         ("mean_time_to_resolve_s", "Mean time to resolve", _mean_seconds(all_resolves)),
         ("flaps", "Flaps", sum(r["flaps"] for r in rule_rows)),
@@ -266,7 +270,7 @@ def alerts_report(*, now: datetime, days: int) -> Report:
         ),
         Section(
             "noisiest_rules",
-            f"Noisiest rules (flap: fired again within {FLAP_WINDOW.total_seconds() / 60:.0f} min of resolving)",
+            f"Noisiest rules (flaps: fired again within {FLAP_WINDOW.total_seconds() / 60:.0f} min)",
             (("rule", "Rule"), ("name", "Name"), ("fired", "Fired"), ("series", "Series"), ("flaps", "Flaps")),
             noisiest,
             empty="No alert fired in this period.",
@@ -724,6 +728,8 @@ def render_svg(chart: Chart, *, width: int = 760, height: int = 260) -> str:
             f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" class="tick">'
             f"{escape(_tick(value))}{escape(chart.unit if chart.unit == '%' else '')}</text>"
         )
+    if chart.unit and chart.unit != "%":
+        parts.append(f'<text x="{left - 6}" y="{top - 12}" text-anchor="end" class="tick">{escape(chart.unit)}</text>')
     slot = plot_w / max(n, 1)
     every = max(1, math.ceil(n / 10))
     for i, label in enumerate(chart.labels):

@@ -74,10 +74,20 @@ class Command(MonitoringCommand):
             metavar="KEY:VALUE",
             help="Exact label matcher, repeatable. E.g. --label host:gw-1",
         )
-        parser.add_argument("--hours", type=float, help="Summarise the last N hours (json: their points).")
-        parser.add_argument("--step", type=float, help="With --hours: bucket size in seconds for the points.")
         parser.add_argument(
-            "--limit", type=positive_int, help="At most this many series (default 100; 20 with --hours)."
+            "--hours", type=float, metavar="N", help="Summarise the last N hours (json: their points). E.g. --hours 24"
+        )
+        parser.add_argument(
+            "--step",
+            type=float,
+            metavar="SECONDS",
+            help="With --hours: bucket size in seconds for the points. E.g. --step 300",
+        )
+        parser.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="At most this many series (default 100; 20 with --hours). E.g. --limit 50",
         )
         self.add_format_argument(parser)
 

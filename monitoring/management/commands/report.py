@@ -2,6 +2,7 @@
 reports, printed as tables (or JSON/CSV) and written as a standalone HTML page with charts
 or as the data (monitoring.reports)."""
 
+import textwrap
 from pathlib import Path
 
 from django.utils import timezone
@@ -69,7 +70,9 @@ class Command(MonitoringCommand):
             ),
         }
         for kind, (default_days, what, example) in kinds.items():
-            sub = actions.add_parser(kind, help=what, description=f"{what}\n\n  {example}")
+            sub = actions.add_parser(
+                kind, help=what.replace("%", "%%"), description=f"{textwrap.fill(what, 100)}\n\n  {example}"
+            )
             sub.add_argument(
                 "--days",
                 type=report_days,
@@ -129,15 +132,15 @@ class Command(MonitoringCommand):
         )
 
     @staticmethod
-    def section_table(section: Section) -> Table:
+    def section_table(section: Section) -> Table | Text:
         columns = [
             Column(key, header, justify="left" if key in TEXT_KEYS else "right") for key, header in section.columns
         ]
+        if not section.rows:
+            return Text(f"{section.title}: {section.empty}")
         table = Table(title=section.title, title_justify="left", header_style="bold")
         for column in columns:
             table.add_column(column.header, justify=column.justify, overflow="fold")
-        if not section.rows:
-            table.add_row(section.empty, *[""] * (len(columns) - 1))
         for row in section.rows:
             cells = []
             for column in columns:
