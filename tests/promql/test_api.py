@@ -67,6 +67,17 @@ def test_values_are_formatted_as_prometheus_formats_them():
     ]  # fmt: skip
 
 
+def test_whole_number_arrays_take_the_fast_path_with_the_same_text():
+    import numpy as np
+
+    from monitoring.promql.api import format_array
+
+    whole = np.array([0.0, 1.0, -3.0, 123456789012.0])
+    assert format_array(whole) == ["0", "1", "-3", "123456789012"] == format_values(whole.tolist())
+    for values in ([-0.0, 1.0], [1e15, 2.0], [0.5, 1.0], [math.nan, 1.0]):
+        assert format_array(np.array(values)) == format_values(values)
+
+
 def test_timestamps_are_float_seconds_with_milliseconds_only_when_there_are_some():
     assert [format_timestamp(ms) for ms in (1435781451781, 1000, 1500, 1050, 1001, -1500)] == [
         "1435781451.781", "1", "1.500", "1.050", "1.001", "-1.500",
