@@ -6,11 +6,16 @@ import termios
 import threading
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rich.console import Console
 
-from monitoring.tui import KeyReader, run_live
+from alerts.choices import AlertState
+from alerts.models import AlertEvent
+from monitoring.tui import KeyReader, run_live, take_snapshot
 
-from .conftest import pseudo_terminal, run
+from .conftest import make_alert, pseudo_terminal, run
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +49,23 @@ def test_once_json(world):
     assert [a["id"] for a in data["alerts"]] == [world["firing"].pk]
     assert [c["name"] for c in data["unhealthy_checks"]] == ["API HTTP"]
     assert data["events"][0]["to_state"] == "active"
+
+
+def test_a_snapshot_costs_the_same_queries_for_a_large_fleet(world):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            take_snapshot(now=timezone.now())
+        return len(captured)
+
+    few = queries()
+    for n in range(60):
+        alert = make_alert(world["cpu"], f"many-{n}", AlertState.ACTIVE, timezone.now())
+        AlertEvent.objects.create(alert=alert, from_state="pending", to_state="active")
+    many = queries()
+    snapshot = take_snapshot(now=timezone.now())
+
+    assert many == few <= 12
+    assert snapshot.firing["total"] == 61 and len(snapshot.alerts) == 20 and len(snapshot.events) == 12
 
 
 def test_live_view_without_a_terminal_is_refused_with_advice(db):

@@ -2,6 +2,7 @@
 periodic cleanup does, and print how much of each kind went (monitoring.retention)."""
 
 import sys
+from datetime import datetime
 
 from django.utils import timezone
 from rich.console import Console
@@ -73,7 +74,7 @@ class Command(MonitoringCommand):
         for what, count in report.counts.items():
             self.stdout.write(f"{verb} {count} {what}.")
 
-    def run_with_progress(self, days: int | None, now) -> CleanupReport:
+    def run_with_progress(self, days: int | None, now: datetime) -> CleanupReport:
         """The cleanup with a bar per kind: counted first, so each bar knows its end."""
         totals = run_cleanup(days=days, now=now, dry_run=True).counts
         console = Console(file=getattr(self.stdout, "_out", sys.stdout))

@@ -5,6 +5,7 @@ or as the data (monitoring.reports)."""
 import textwrap
 from pathlib import Path
 
+from django.core.management.base import OutputWrapper
 from django.utils import timezone
 from rich.console import Group
 from rich.markup import escape
@@ -107,7 +108,7 @@ class Command(MonitoringCommand):
         if output is not None:
             self.write_file(report, output, tell=self.stdout if fmt == "table" else self.stderr)
 
-    def write_file(self, report: Report, output: Path, *, tell) -> None:
+    def write_file(self, report: Report, output: Path, *, tell: OutputWrapper) -> None:
         content = WRITERS[output.suffix.lower()](report)
         try:
             output.write_text(content, encoding="utf-8")
