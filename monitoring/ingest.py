@@ -1,6 +1,6 @@
 """The one ingestion path: every metric source hands its samples to `ingest_samples`, which
 validates them by Prometheus's rules, stores the good ones in bulk and tells the alert
-engine which metrics changed."""
+engine and the dashboard which metrics changed."""
 
 import hashlib
 import logging
