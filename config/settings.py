@@ -134,6 +134,8 @@ MIDDLEWARE = [
     # no CDN, no separate web server needed on a closed network.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware, whose slash redirects look at the URL map this picks.
+    "monitoring.promql.middleware.PrometheusPortMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -260,6 +262,14 @@ MONITORING_SCRAPE_CONCURRENCY = env_int("MONITORING_SCRAPE_CONCURRENCY", 64)  # 
 MONITORING_SCRAPE_BATCH_SIZE = env_int("MONITORING_SCRAPE_BATCH_SIZE", 100)  # exporters per scrape task
 # /metrics without an API key: for a Prometheus that cannot send a bearer token.
 MONITORING_METRICS_ANONYMOUS = env_bool("MONITORING_METRICS_ANONYMOUS", False)
+
+# --- Prometheus query API (Grafana's Prometheus data source): monitoring.promql -------------
+# Reading it without an API key, for a Grafana that cannot send one on a trusted network.
+MONITORING_PROMETHEUS_ANONYMOUS = env_bool("MONITORING_PROMETHEUS_ANONYMOUS", False)
+# The port on which /api/v1/ is Prometheus' API (0: the global settings' prometheus_port).
+MONITORING_PROMETHEUS_PORT = env_int("MONITORING_PROMETHEUS_PORT", 0)
+PROMQL_QUERY_TIMEOUT = env_float("PROMQL_QUERY_TIMEOUT", 120.0)  # seconds; a query's `timeout` only shortens it
+PROMQL_MAX_SAMPLES = env_int("PROMQL_MAX_SAMPLES", 5_000_000)  # samples one query may read (16 bytes each)
 
 # --- Auth, API --------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
