@@ -175,7 +175,9 @@
         if (same) {
           el._chart.thresholds = payload.thresholds || [];
           el._uplot.setData(align(payload.series));
-          note(el, payload, payload.series.reduce(function (n, s) { return n + s.v.filter(function (v) { return v !== null; }).length; }, 0));
+          var points = payload.series.reduce(function (n, s) { return n + s.v.filter(function (v) { return v !== null; }).length; }, 0);
+          el.dataset.points = String(points);
+          note(el, payload, points);
         } else {
           build(el, payload);
         }

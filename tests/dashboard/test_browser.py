@@ -232,6 +232,25 @@ def test_metrics_chart_draws_points_and_the_threshold_line(asgi_server, open_pag
     assert not page.csp_violations
 
 
+def test_new_samples_of_the_metric_on_screen_are_drawn_without_reload(asgi_server, open_page) -> None:
+    now = timezone.now()
+    history = [SampleIn("temp_celsius", {"host": "gw-1"}, 20.0 + i, (now - timedelta(minutes=30 - i)).timestamp())
+               for i in range(20)]  # fmt: skip
+    in_thread(lambda: ingest_samples(history, now=now))
+    page = open_page("viewer", "/metrics/?metric=temp_celsius&range=1h")
+    chart = page.locator(".chart[data-loaded]")
+    expect(chart).to_have_count(1, timeout=30_000)
+    wait_live(page)
+    assert chart.get_attribute("data-points") == "20"
+    page.evaluate("window.__notReloaded = true")
+    later = timezone.now()
+    # The ingestion path publishes `metrics.changed` after its commit; the page reloads the
+    # chart's data, nothing else.
+    in_thread(lambda: ingest_samples([SampleIn("temp_celsius", {"host": "gw-1"}, 45.0, later.timestamp())], now=later))
+    expect(chart).to_have_attribute("data-points", "21", timeout=LIVE_TIMEOUT_MS)
+    assert page.evaluate("window.__notReloaded")
+
+
 @pytest.mark.parametrize(
     ("viewport", "scheme", "suffix"),
     [(WIDE, "light", ""), (PHONE, "light", "-phone"), (WIDE, "dark", "-dark")],
