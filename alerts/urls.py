@@ -4,10 +4,12 @@
 from rest_framework.routers import SimpleRouter
 
 from .api import AlertRuleViewSet, AlertViewSet, SilenceViewSet
+from .api.escalation import EscalationPolicyViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("alerts", AlertViewSet, basename="alerts-alert")
 router.register("alert-rules", AlertRuleViewSet, basename="alerts-rule")
 router.register("silences", SilenceViewSet, basename="alerts-silence")
+router.register("escalation-policies", EscalationPolicyViewSet, basename="alerts-escalation-policy")
 
 urlpatterns = router.urls

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -126,6 +127,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before anything that can answer (WhiteNoise, CommonMiddleware), so preflights and
+    # errors carry the CORS headers too; it acts only under /api/ and for allowed origins.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy (no inline scripts); Secure on the session and CSRF cookies of
     # HTTPS requests (outside the session and CSRF middleware, so it sees their cookies).
@@ -271,6 +275,28 @@ MONITORING_PROMETHEUS_PORT = env_int("MONITORING_PROMETHEUS_PORT", 0)
 PROMQL_QUERY_TIMEOUT = env_float("PROMQL_QUERY_TIMEOUT", 120.0)  # seconds; a query's `timeout` only shortens it
 PROMQL_MAX_SAMPLES = env_int("PROMQL_MAX_SAMPLES", 5_000_000)  # samples one query may read (16 bytes each)
 
+# --- Outbound connections and discovery (monitoring.outbound, monitoring.discovery) ----------
+# Networks that webhooks, HTTP checks, scrapes and discovery may never connect to (checked
+# at connection time on every resolved address, redirects included), and, when set, the
+# only networks they may connect to. "" turns the deny list off.
+MONITORING_OUTBOUND_DENY = env_list("MONITORING_OUTBOUND_DENY", ["169.254.169.254/32", "fd00:ec2::254/128"])
+MONITORING_OUTBOUND_ALLOW = env_list("MONITORING_OUTBOUND_ALLOW", [])
+# Sources whose discovered targets become targets without an admin's approval:
+# device, network, file_sd, http_sd, or all.
+MONITORING_DISCOVERY_AUTO_APPROVE = env_list("MONITORING_DISCOVERY_AUTO_APPROVE", [])
+MONITORING_DISCOVERY_DEVICES = env_bool("MONITORING_DISCOVERY_DEVICES", True)  # device_id labels register devices
+MONITORING_DEVICE_OFFLINE_AFTER = env_int("MONITORING_DEVICE_OFFLINE_AFTER", 300)  # seconds unseen = offline
+MONITORING_DISCOVERY_NETWORKS = env_list("MONITORING_DISCOVERY_NETWORKS", [])  # CIDRs or a-b ranges to scan
+MONITORING_DISCOVERY_PORTS = env_list(
+    "MONITORING_DISCOVERY_PORTS", ["22", "80", "443", "1883", "5432", "6379", "8080", "8443", "9090", "9100"]
+)
+MONITORING_DISCOVERY_SCAN_INTERVAL = env_int("MONITORING_DISCOVERY_SCAN_INTERVAL", 3600)  # seconds between scans
+MONITORING_DISCOVERY_CONCURRENCY = env_int("MONITORING_DISCOVERY_CONCURRENCY", 100)  # connects in flight
+MONITORING_DISCOVERY_RATE = env_float("MONITORING_DISCOVERY_RATE", 200.0)  # connection attempts per second
+MONITORING_DISCOVERY_CONNECT_TIMEOUT = env_float("MONITORING_DISCOVERY_CONNECT_TIMEOUT", 1.0)
+MONITORING_DISCOVERY_FILE_SD = env_list("MONITORING_DISCOVERY_FILE_SD", [])  # Prometheus file_sd JSON files (globs)
+MONITORING_DISCOVERY_HTTP_SD = env_list("MONITORING_DISCOVERY_HTTP_SD", [])  # Prometheus http_sd URLs
+
 # --- Auth, API --------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -292,20 +318,35 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["monitoring.permissions.IsViewer"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON; the second takes JSON labelled as a form, as `curl -d '{...}'` sends it.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "monitoring.api_parsers.CurlJSONParser"],
     "EXCEPTION_HANDLER": "monitoring.api_frame.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the error envelope of every status the frame answers.
+    "DEFAULT_SCHEMA_CLASS": "monitoring.api_schema.EnvelopeAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Counted in the shared Redis cache, so every web process sees the same budget.
     "DEFAULT_THROTTLE_CLASSES": ["monitoring.auth.AnonThrottle", "monitoring.auth.ApiKeyThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env_str("API_THROTTLE_ANON", "120/minute"),
-        "key": env_str("API_THROTTLE_KEY", "6000/minute"),
+        "anon": env_str("API_THROTTLE_ANON", "120/minute"),  # per client address, keyless routes
+        "key": env_str("API_THROTTLE_KEY", "6000/minute"),  # per API key (or logged-in user)
+        # Views with a `throttle_scope` have a budget of their own: pushes per key, and
+        # heartbeat pings per address (a fleet behind one NAT shares it).
+        "ingest": env_str("API_THROTTLE_INGEST", "30000/minute"),
+        "heartbeat": env_str("API_THROTTLE_HEARTBEAT", "30000/minute"),
     },
     # Proxies in front of the app whose X-Forwarded-For is trusted; 0 = use the peer address,
     # so a client cannot pick its own throttle identity.
     "NUM_PROXIES": env_int("API_TRUSTED_PROXIES", 0),
 }
+# CORS: off unless origins are listed (`https://grafana.example.net,https://ops.example.net`).
+# Browsers on those origins call the API with an API key header, never with our cookies,
+# so credentials are not allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "content-encoding", "x-api-key")
+CORS_ALLOW_CREDENTIALS = False
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 600)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "IoT Monitoring API",
     "DESCRIPTION": "Metrics, alerts, health checks and notifications of the IoT device platform.",
@@ -316,6 +357,24 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # The schema and its UIs need a viewer, like every other API call (key or session).
     "SERVE_PERMISSIONS": ["monitoring.permissions.IsViewer"],
+    # `check --deploy` is about the deployment's security; schema warnings belong to
+    # `manage.py spectacular --validate` (which still reports them).
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # One component per choice set, named after it (several fields are called status, kind, state).
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStateEnum": "alerts.choices.AlertState",
+        "HealthStatusEnum": "healthchecks.choices.HealthStatus",
+        "CheckKindEnum": "healthchecks.choices.CheckKind",
+        "TargetKindEnum": "monitoring.choices.TargetKind",
+        "ApiKeyStateEnum": "monitoring.api_keys.KEY_STATES",
+        "DiscoveryStateEnum": "monitoring.choices.DiscoveryState",
+        "DiscoverySourceEnum": "monitoring.choices.DiscoverySource",
+        "AuditSourceEnum": "monitoring.choices.AuditSource",
+        "AuditActionEnum": "monitoring.choices.AuditAction",
+        "ChannelKindEnum": "notifications.choices.ChannelKind",
+        "NotificationStatusEnum": "notifications.choices.NotificationStatus",
+        "NotificationEventEnum": "notifications.choices.NotificationEvent",
+    },
 }
 
 # --- i18n, static -----------------------------------------------------------------------
@@ -341,6 +400,17 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", MONITORING_PUBLIC_URL.startswith("https://"))
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", MONITORING_PUBLIC_URL.startswith("https://"))
 SESSION_COOKIE_HTTPONLY = True
+# HSTS (a year) and the redirect to HTTPS follow the public URL too, so a production
+# configuration (DEBUG off, an https:// MONITORING_PUBLIC_URL) passes `check --deploy`.
+_PUBLIC_HTTPS = MONITORING_PUBLIC_URL.startswith("https://")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _PUBLIC_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _PUBLIC_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _PUBLIC_HTTPS)  # consent only; listing needs a submission
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PUBLIC_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # orchestrators probe over plain HTTP inside the network
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and drops a client's own).
+if env_bool("MONITORING_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Logging: stdout and a rotating monitoring.log, one line per event with its component -----
 LOG_LEVEL = env_str("LOG_LEVEL", "").upper() or None  # None: the config's logging.level, else INFO
@@ -372,5 +442,7 @@ LOGGING = {
     "root": {"handlers": ["console", "file"], "level": LOG_LEVEL or "INFO"},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # httpx logs every request's full URL at INFO, and some URLs (Slack's) are the credential.
+        "httpx": {"level": "WARNING"},
     },
 }

@@ -17,14 +17,16 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet
 
 from monitoring.api_frame import ok
+from monitoring.api_pagination import EnvelopePagination
 from monitoring.audit import audit_request, changed_fields, mask_secrets, snapshot
 from monitoring.choices import AuditAction, AuditSource, Role
+from monitoring.discovery.devices import device_report_from_query, note_devices_seen
 from monitoring.models import MonitoringTarget
 from monitoring.permissions import ReadViewerWriteAdmin
 from monitoring.roles import has_role
 
 from .choices import CheckKind, HealthStatus, PingKind
-from .history import annotated_target_status, target_health, targets_with_health
+from .history import target_health
 from .models import HealthCheck, HealthCheckResult
 from .services import record_ping, run_checks_now
 
@@ -167,12 +169,19 @@ RUN_RESPONSE = inline_serializer(
 )
 
 
+class HealthCheckPagination(EnvelopePagination):
+    items_key = "health_checks"
+
+
 class HealthCheckViewSet(ViewSet):
     """`/api/health-checks`: list and read for viewers, create/change/delete for admins,
     `POST /api/health-checks/run` for operators."""
 
     permission_classes = [ReadViewerWriteAdmin]
     operator_actions = ("run",)
+    serializer_class = HealthCheckSerializer
+    pagination_class = HealthCheckPagination
+    sparse_fields = True
 
     def _serialize(self, checks, many: bool = False):
         return HealthCheckSerializer(checks, many=many, context={"request": self.request}).data
@@ -187,14 +196,7 @@ class HealthCheckViewSet(ViewSet):
             OpenApiParameter("target", str, description="A target's slug."),
             OpenApiParameter("enabled", bool),
         ],
-        responses=inline_serializer(
-            "HealthCheckList",
-            {
-                "success": serializers.BooleanField(),
-                "count": serializers.IntegerField(),
-                "health_checks": HealthCheckSerializer(many=True),
-            },
-        ),
+        responses=HealthCheckSerializer(many=True),
     )
     def list(self, request):
         checks = HealthCheck.objects.for_listing().order_by("name", "pk")
@@ -209,10 +211,13 @@ class HealthCheckViewSet(ViewSet):
             checks = checks.filter(kind=params["kind"])
         if params.get("target"):
             checks = checks.filter(target__slug=params["target"])
-        if params.get("enabled") in ("true", "false"):
+        if params.get("enabled"):
+            if params["enabled"] not in ("true", "false"):
+                raise ValidationError({"enabled": ["true or false."]})
             checks = checks.filter(enabled=params["enabled"] == "true")
-        data = self._serialize(checks, many=True)
-        return ok(count=len(data), health_checks=data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(checks, request, view=self)
+        return paginator.get_paginated_response(self._serialize(page, many=True))
 
     @extend_schema(
         responses=inline_serializer(
@@ -320,6 +325,7 @@ class HeartbeatView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_scope = "heartbeat"  # per client address, a budget of its own
     kind = PingKind.SUCCESS
 
     @extend_schema(
@@ -338,6 +344,10 @@ class HeartbeatView(APIView):
         receipt = record_ping(ping_uuid=ping_uuid, kind=self.kind, now=timezone.now(), body=body)
         if receipt is None:
             raise NotFound("No heartbeat check has this URL.")
+        # `?device_id=...` (with kind, firmware_version, parent): device self-registration.
+        device = device_report_from_query(request.query_params)
+        if device is not None:
+            note_devices_seen({device.device_id: device})
         return ok(check=receipt.check.key, ping=self.kind.value, status=receipt.check.status)
 
     @extend_schema(
@@ -366,34 +376,6 @@ def _target_json(target: MonitoringTarget, status_value: str) -> dict:
         "parent": target.parent.slug if target.parent_id else None,
         "status": status_value,
     }
-
-
-class TargetListView(APIView):
-    """`GET /api/targets`: every target with its health (the worst of its enabled checks)."""
-
-    @extend_schema(
-        responses=inline_serializer(
-            "TargetList",
-            {
-                "success": serializers.BooleanField(),
-                "count": serializers.IntegerField(),
-                "targets": serializers.ListField(child=serializers.DictField()),
-            },
-        )
-    )
-    def get(self, request):
-        targets = []
-        for target in targets_with_health().order_by("name", "pk"):
-            item = _target_json(target, annotated_target_status(target))
-            item["checks"] = {
-                "total": target.checks_total,
-                "healthy": target.checks_healthy,
-                "warning": target.checks_warning,
-                "critical": target.checks_critical,
-                "unknown": target.checks_unknown,
-            }
-            targets.append(item)
-        return ok(count=len(targets), targets=targets)
 
 
 def _positive_number(raw: str | None, name: str, default: float, maximum: float) -> float:
@@ -427,7 +409,8 @@ class TargetHealthView(APIView):
         ),
     )
     def get(self, request, target_id: str):
-        lookup = {"pk": int(target_id)} if target_id.isdigit() else {"slug": target_id}
+        by_id = target_id.isascii() and target_id.isdigit() and len(target_id) < 19
+        lookup = {"pk": int(target_id)} if by_id else {"slug": target_id}
         target = MonitoringTarget.objects.select_related("parent").filter(**lookup).first()
         if target is None:
             raise NotFound(f"No target {target_id!r}.")

@@ -15,6 +15,5 @@ urlpatterns = [
     path("heartbeat/<uuid:ping_uuid>", api.HeartbeatView.as_view(), name="healthchecks-heartbeat-ping"),
     path("heartbeat/<uuid:ping_uuid>/fail", api.HeartbeatFailView.as_view(), name="healthchecks-heartbeat-fail"),
     path("heartbeat/<uuid:ping_uuid>/start", api.HeartbeatStartView.as_view(), name="healthchecks-heartbeat-start"),
-    path("targets", api.TargetListView.as_view(), name="healthchecks-target-list"),
     path("targets/<str:target_id>/health", api.TargetHealthView.as_view(), name="healthchecks-target-health"),
 ]

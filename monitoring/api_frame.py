@@ -4,6 +4,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
@@ -90,6 +91,11 @@ def exception_handler(exc, context):
     (a bug) becomes a logged 500 in the envelope, never a traceback."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, (OverflowError, DataError)):
+        # A number or text the database cannot hold that validation let through (SQLite's
+        # 64-bit integers, PostgreSQL's column types): the request's fault, not a crash.
+        log.warning("value out of range in %s: %s", context.get("view").__class__.__name__, exc)
+        exc = exceptions.ValidationError({"non_field_errors": ["A value in the request is out of range."]})
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):

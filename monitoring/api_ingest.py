@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from prometheus_client.parser import text_string_to_metric_families
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .api_frame import error_body, ok
+from .discovery.devices import devices_in_samples, note_devices_seen
 from .ingest import (
     LABEL_NAME_RE,
     IngestResult,
@@ -34,6 +38,45 @@ log = logging.getLogger("ingest")
 MAX_ERRORS_LISTED = 1000
 # Prometheus's spellings of the special values, accepted where JSON has no literal for them.
 SPECIAL_VALUES = {"NaN": math.nan, "+Inf": math.inf, "Inf": math.inf, "-Inf": -math.inf}
+
+
+# --- Schema of the push API (the handlers read the body themselves, without these) -------
+
+
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "enum": sorted(SPECIAL_VALUES)}]})
+class PushValueField(serializers.Field):
+    """A number, or NaN, +Inf, Inf, -Inf as strings (JSON has no literal for them)."""
+
+
+class PushSampleSerializer(serializers.Serializer):
+    metric = serializers.CharField(help_text="Metric name, [a-zA-Z_:][a-zA-Z0-9_:]*.")
+    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    value = PushValueField()
+    timestamp = serializers.FloatField(required=False, help_text="Epoch seconds (default: now).")
+
+
+class PushRequestSerializer(serializers.Serializer):
+    samples = PushSampleSerializer(many=True)
+
+
+class PushRejectionSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The sample's position in the request.")
+    reason = serializers.ChoiceField(choices=[reason.value for reason in RejectReason])
+
+
+class PushResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    errors = PushRejectionSerializer(many=True, help_text=f"The first {MAX_ERRORS_LISTED} rejections.")
+
+
+push_json_schema = extend_schema(
+    operation_id="metrics_push",
+    summary="Push a batch of samples (JSON)",
+    request=PushRequestSerializer,
+    responses={200: PushResponseSerializer},
+)
 
 
 class BodyError(Exception):
@@ -181,16 +224,35 @@ def push_json(request: Request) -> Response:
             return _error(exc)
         if early:
             count_rejected(rejection.reason for rejection in early)
-        return _answer(ingest_samples(samples), positions, early)
+        result = ingest_samples(samples)
+        note_devices_seen(devices_in_samples(samples))  # device self-registration (monitoring.discovery)
+        return _answer(result, positions, early)
 
 
 class PrometheusPushView(APIView):
     """POST /api/metrics/prometheus: a body in the Prometheus text exposition format;
     labels in the query string (`?job=devices&instance=d-17`) are added to every sample."""
 
+    throttle_scope = "ingest"
+
     def get_permissions(self):
         return push_permissions()
 
+    @extend_schema(
+        operation_id="metrics_push_prometheus",
+        summary="Push samples in the Prometheus text exposition format",
+        request={"text/plain": OpenApiTypes.STR},
+        parameters=[
+            OpenApiParameter(
+                "labels",
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                style="form",
+                explode=True,
+                description="Any query parameter is a label added to every sample (`?job=devices&instance=d-17`).",
+            )
+        ],
+        responses={200: PushResponseSerializer},
+    )
     def post(self, request: Request) -> Response:
         extra_labels = {}
         for name, value in request.query_params.items():
@@ -210,4 +272,6 @@ class PrometheusPushView(APIView):
                     raise BodyError(400, f"The body is not in the Prometheus text format: {exc}") from None
             except BodyError as exc:
                 return _error(exc)
-            return _answer(ingest_samples(samples), None, [])
+            result = ingest_samples(samples)
+            note_devices_seen(devices_in_samples(samples))  # device self-registration (monitoring.discovery)
+            return _answer(result, None, [])

@@ -11,9 +11,9 @@ from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, 
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
-from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from .api_frame import ok
+from .api_pagination import MAX_OFFSET, page_links
 from .queries import (
     MAX_POINTS_PER_SERIES,
     Point,
@@ -106,7 +106,7 @@ class MetricsQuerySerializer(serializers.Serializer):
         required=False, min_value=0.001, help_text="Bucket size in seconds; buckets even when the range has few points."
     )
     limit = serializers.IntegerField(required=False, min_value=1, help_text="Series per page.")
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_OFFSET, default=0)
 
     def validate(self, attrs: dict) -> dict:
         unknown = sorted(set(self.initial_data) - set(self.fields) - FRAMEWORK_PARAMETERS)
@@ -224,19 +224,6 @@ class SeriesRangeResponseSerializer(PageSerializer):
 # --- The view half -------------------------------------------------------------------------
 
 
-def _page_links(request, *, count: int, limit: int, offset: int) -> dict:
-    """`next`/`previous` URLs: this request's URL with `offset` moved by `limit`."""
-    url = request.build_absolute_uri()
-    following = replace_query_param(url, "offset", offset + limit) if offset + limit < count else None
-    if offset <= 0:
-        preceding = None
-    elif offset - limit <= 0:
-        preceding = remove_query_param(url, "offset")
-    else:
-        preceding = replace_query_param(url, "offset", offset - limit)
-    return {"next": following, "previous": preceding}
-
-
 def list_body(page: SeriesPage) -> dict:
     """The response body of a series listing, without the envelope and page links."""
     return {"count": page.count, "metrics": [series_representation(info) for info in page.series]}
@@ -326,4 +313,4 @@ def run_query(args: dict, *, now_ms: int | None = None) -> tuple[dict, int, int]
 
 def query_metrics(request) -> Response:
     body, limit, offset = run_query(parse_query(request.query_params))
-    return ok(**body, **_page_links(request, count=body["count"], limit=limit, offset=offset))
+    return ok(**body, **page_links(request, count=body["count"], limit=limit, offset=offset))

@@ -50,26 +50,41 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 # counted in the shared cache (Redis) so every web process sees the same counts.
 
 
-class _CurrentRateMixin:
+class _ScopedRateMixin:
+    """The rate of the view's `throttle_scope` (ingestion and heartbeats have their own,
+    higher budgets), else of the class's own scope; read per request, since DRF reads
+    rates once when its module is imported and a rate changed in settings (tests, a
+    reload) should take effect."""
+
+    default_scope: str
+
+    def __init__(self) -> None:
+        # SimpleRateThrottle reads its rate here, before the view (and so the scope) is known.
+        pass
+
+    def allow_request(self, request, view) -> bool:
+        self.scope = getattr(view, "throttle_scope", None) or self.default_scope
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
     def get_rate(self) -> str | None:
-        # DRF reads the rates once, when its module is imported; read them per request so
-        # a rate changed in settings (tests, a reload) takes effect.
         rates = api_settings.DEFAULT_THROTTLE_RATES or {}
         if self.scope not in rates:
             raise ImproperlyConfigured(f"No throttle rate for scope {self.scope!r}.")
         return rates[self.scope]
 
 
-class AnonThrottle(_CurrentRateMixin, throttling.AnonRateThrottle):
+class AnonThrottle(_ScopedRateMixin, throttling.AnonRateThrottle):
     """Anonymous callers, by client address (only views that let them in are reached)."""
 
-    scope = "anon"
+    default_scope = "anon"
 
 
-class ApiKeyThrottle(_CurrentRateMixin, throttling.SimpleRateThrottle):
+class ApiKeyThrottle(_ScopedRateMixin, throttling.SimpleRateThrottle):
     """Authenticated callers: one budget per API key, or per user for session logins."""
 
-    scope = "key"
+    default_scope = "key"
 
     def get_cache_key(self, request, view) -> str | None:
         if isinstance(request.auth, ApiKey):

@@ -22,6 +22,8 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from alerts.choices import FIRING_STATES, Severity
+
 from .models import MonitoringTarget, Sample, Series
 from .queries import SeriesSelector, query_range
 
@@ -42,7 +44,7 @@ SYSTEM_METRICS = (
 )
 MAX_SERIES_PER_CHART = 8
 CHART_POINTS = 150
-SEVERITY_ORDER = ("critical", "high", "medium", "low")
+SEVERITY_ORDER = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
 
 
 # --- Shapes ---------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ def alerts_report(*, now: datetime, days: int) -> Report:
         rule["flaps"] += flap
         rule["series"].add(fingerprint)
         per_day[timezone.localdate(fired_at)][severity] += 1
-        firing_now += state in ("active", "acknowledged")
+        firing_now += state in FIRING_STATES
 
     rank = {severity: n for n, severity in enumerate(SEVERITY_ORDER)}
     rule_rows = tuple(
@@ -235,7 +237,7 @@ def alerts_report(*, now: datetime, days: int) -> Report:
     )  # fmt: skip
 
     days_list = _days(since, now)
-    severities = [s for s in SEVERITY_ORDER if any(per_day[d][s] for d in days_list)] or ["critical"]
+    severities = [s for s in SEVERITY_ORDER if any(per_day[d][s] for d in days_list)] or [Severity.CRITICAL]
     fired_total = len(fired)
     summary = (
         ("alerts_fired", "Alerts fired", fired_total),
@@ -611,9 +613,10 @@ def report_csv(report: Report) -> str:
     """Every section's rows in one CSV: a `section` column, then the union of the sections'
     columns (a spreadsheet filters on the first)."""
     keys: list[str] = []
-    for section in report.sections:
-        for row in section.rows:
-            keys.extend(k for k in row if k not in keys)
+    for section in report.sections:  # the shown columns first, so the header never depends on the data
+        for key in [k for k, _ in section.columns] + [k for row in section.rows for k in row]:
+            if key not in keys:
+                keys.append(key)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["section", *keys])

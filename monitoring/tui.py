@@ -22,13 +22,27 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from alerts.choices import AlertState, Severity
+from healthchecks.choices import HealthStatus
+
 from .status import system_status
 
-SEVERITY_ORDER = ("critical", "high", "medium", "low")
-SEVERITY_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+SEVERITY_ORDER = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
+SEVERITY_STYLES = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow", Severity.LOW: "cyan"}
+# monitoring.status's system health: healthy, degraded or critical.
 HEALTH_STYLES = {"healthy": "bold green", "degraded": "bold yellow", "critical": "bold white on red"}
-CHECK_STYLES = {"healthy": "green", "warning": "yellow", "critical": "bold red", "unknown": "dim"}
-STATE_STYLES = {"active": "bold red", "acknowledged": "yellow", "pending": "magenta", "resolved": "green"}
+CHECK_STYLES = {
+    HealthStatus.HEALTHY: "green",
+    HealthStatus.WARNING: "yellow",
+    HealthStatus.CRITICAL: "bold red",
+    HealthStatus.UNKNOWN: "dim",
+}
+STATE_STYLES = {
+    AlertState.ACTIVE: "bold red",
+    AlertState.ACKNOWLEDGED: "yellow",
+    AlertState.PENDING: "magenta",
+    AlertState.RESOLVED: "green",
+}
 
 
 @dataclass(frozen=True)
@@ -162,7 +176,7 @@ def _overview(snapshot: DashboardSnapshot) -> Panel:
     )
     grid.add_row("By severity", severities)
     statuses = Text()
-    for status in ("healthy", "warning", "critical", "unknown"):
+    for status in CHECK_STYLES:
         count = checks.get(status, 0)
         statuses.append(f"{status} {count}", style=CHECK_STYLES[status] if count else "dim")
         statuses.append("  ")

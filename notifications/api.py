@@ -73,7 +73,7 @@ class NotificationFilterSerializer(serializers.Serializer):
     status = serializers.CharField(
         required=False, help_text=f"Comma-separated, any of: {', '.join(NotificationStatus.values)}."
     )
-    alert = serializers.IntegerField(required=False, min_value=1, help_text="An alert's id.")
+    alert = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="An alert's id.")
 
     def validate_status(self, value: str) -> list[str]:
         statuses = [s.strip() for s in value.split(",") if s.strip()]
@@ -114,6 +114,7 @@ class NotificationViewSet(viewsets.GenericViewSet):
 
     serializer_class = NotificationSerializer
     pagination_class = NotificationPagination
+    sparse_fields = True
 
     def get_permissions(self) -> list:
         return [IsOperator()] if self.action == "test" else [IsViewer()]

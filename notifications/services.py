@@ -299,7 +299,7 @@ def notification_history(
         rows = rows.filter(created_at__gte=since)
     if channel:
         by_channel = Q(channel__key=channel)
-        if channel.isdigit():
+        if channel.isascii() and channel.isdigit() and len(channel) < 19:  # an id, not a key
             by_channel |= Q(channel_id=int(channel))
         rows = rows.filter(by_channel)
     if statuses:

@@ -4,8 +4,10 @@
 from rest_framework.routers import SimpleRouter
 
 from .api import NotificationViewSet
+from .api_channels import ChannelViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("notifications", NotificationViewSet, basename="notifications-notification")
+router.register("notification-channels", ChannelViewSet, basename="notifications-channel")
 
 urlpatterns = router.urls

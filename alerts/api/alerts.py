@@ -167,7 +167,7 @@ def filter_alerts(alerts: QuerySet, query: dict) -> QuerySet:
     if "rule" in query:
         rule = query["rule"]
         by_rule = Q(rule__key=rule)
-        if rule.isdigit():
+        if rule.isascii() and rule.isdigit() and len(rule) < 19:  # an id, not a key
             by_rule |= Q(rule_id=int(rule))
         alerts = alerts.filter(by_rule)
     if "target" in query:
@@ -210,6 +210,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     operator_actions = ("acknowledge", "resolve")
     serializer_class = AlertSerializer
     pagination_class = AlertPagination
+    sparse_fields = True
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):

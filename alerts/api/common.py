@@ -1,12 +1,10 @@
 """What the alerting API's views share: the audit context of a request, the documented
-error responses, and limit/offset pagination in the envelope."""
-
-from collections import OrderedDict
+error responses, and the pagination of each list (monitoring.api_pagination's convention)."""
 
 from rest_framework import exceptions
-from rest_framework.pagination import LimitOffsetPagination
 
-from monitoring.api_frame import ErrorSerializer, ok
+from monitoring.api_frame import ErrorSerializer
+from monitoring.api_pagination import EnvelopePagination
 from monitoring.choices import AuditSource
 from monitoring.models import ApiKey
 
@@ -29,40 +27,6 @@ def bad_input(exc: SilenceError | ValueError, field: str = "non_field_errors") -
 
 READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
-
-
-class EnvelopePagination(LimitOffsetPagination):
-    """limit/offset pagination in the envelope: `{"success": true, <items_key>: [...],
-    "count": N, "next": url|null, "previous": url|null}`."""
-
-    default_limit = 100
-    max_limit = 1000
-    items_key = "items"
-
-    def get_paginated_response(self, data):
-        return ok(
-            **OrderedDict(
-                [
-                    (self.items_key, data),
-                    ("count", self.count),
-                    ("next", self.get_next_link()),
-                    ("previous", self.get_previous_link()),
-                ]
-            )
-        )
-
-    def get_paginated_response_schema(self, schema: dict) -> dict:
-        return {
-            "type": "object",
-            "required": ["success", self.items_key, "count", "next"],
-            "properties": {
-                "success": {"type": "boolean"},
-                self.items_key: schema,
-                "count": {"type": "integer"},
-                "next": {"type": "string", "format": "uri", "nullable": True},
-                "previous": {"type": "string", "format": "uri", "nullable": True},
-            },
-        }
 
 
 class AlertPagination(EnvelopePagination):

@@ -11,6 +11,7 @@ from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 
 from monitoring.api_frame import Conflict, ok
+from monitoring.api_pagination import order_by_param, ordering_parameter
 from monitoring.audit import record_audit
 from monitoring.choices import AuditAction
 from monitoring.models import Series
@@ -118,6 +119,17 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         return attrs
 
 
+RULE_ORDERING = ("name", "key", "metric", "created_at", "updated_at")
+
+
+class RuleFilterSerializer(serializers.Serializer):
+    """The query parameters of `GET /api/alert-rules`."""
+
+    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+    severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+    metric = serializers.CharField(required=False, max_length=200, help_text="Exact metric name.")
+
+
 def rules_for_listing(now):
     """Rules with what AlertRuleSerializer shows, in a constant number of queries."""
     return (
@@ -166,7 +178,19 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
-        return rules_for_listing(timezone.now())
+        rules = rules_for_listing(timezone.now())
+        if self.action != "list":
+            return rules
+        params = RuleFilterSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        query = params.validated_data
+        if query.get("enabled") is not None:
+            rules = rules.filter(enabled=query["enabled"])
+        if "severity" in query:
+            rules = rules.filter(severity=query["severity"])
+        if "metric" in query:
+            rules = rules.filter(metric=query["metric"])
+        return order_by_param(rules, self.request, RULE_ORDERING, "name")
 
     @staticmethod
     def _warnings(rule: AlertRule) -> list[str]:
@@ -178,7 +202,10 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
         rule = self.get_queryset().get(pk=rule.pk)
         return ok(http_status, rule=AlertRuleSerializer(rule).data, **extra)
 
-    @extend_schema(responses={200: AlertRuleSerializer(many=True), **READ_ERRORS})
+    @extend_schema(
+        parameters=[RuleFilterSerializer, ordering_parameter(RULE_ORDERING, "name")],
+        responses={200: AlertRuleSerializer(many=True), **READ_ERRORS},
+    )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -215,6 +242,10 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
                 **audit_context(request),
             )
         return self._respond(rule, warnings=self._warnings(rule))
+
+    @extend_schema(responses={200: _rule_response("AlertRulePatchedResponse"), **WRITE_ERRORS})
+    def partial_update(self, request, *args, **kwargs):
+        return super().partial_update(request, *args, **kwargs)
 
     @extend_schema(
         responses={

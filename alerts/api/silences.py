@@ -82,7 +82,7 @@ class SilenceSerializer(serializers.ModelSerializer):
 
 class SilenceFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(required=False, choices=["active", "pending", "expired"])
-    rule = serializers.IntegerField(required=False, min_value=1)
+    rule = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
 
 class SilenceViewSet(

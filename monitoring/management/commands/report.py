@@ -23,10 +23,10 @@ from monitoring.reports import (
     report_html,
     report_json,
 )
+from monitoring.tui import SEVERITY_STYLES
 
 WRITERS = {".html": report_html, ".htm": report_html, ".json": report_json, ".csv": report_csv}
 TEXT_KEYS = {"rule", "name", "severity", "channel_key", "kind", "target", "metric", "labels", "day"}
-SEVERITY_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 # Shown in JSON, CSV and as the HTML chart; as a table it would only repeat the chart.
 CHART_ONLY_SECTIONS = {"fired_per_day"}
 

@@ -6,7 +6,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from alerts.choices import Severity
 from dashboard.queries import check_counts, firing_by_severity
+from healthchecks.choices import HealthStatus
 from monitoring.cli import MonitoringCommand, failure
 from monitoring.status import system_status
 from monitoring.tui import HEALTH_STYLES, SEVERITY_ORDER, SEVERITY_STYLES
@@ -30,7 +32,7 @@ class Command(MonitoringCommand):
         checks = check_counts()
         data = {
             **status,
-            "critical_alerts": firing["critical"],
+            "critical_alerts": firing[Severity.CRITICAL],
             "unacknowledged_alerts": firing["unacknowledged"],
             "alerts_by_severity": {severity: firing[severity] for severity in SEVERITY_ORDER},
             "checks_by_status": {name: count for name, count in checks.items() if name != "total"},
@@ -44,8 +46,8 @@ class Command(MonitoringCommand):
             reasons = []
             if data["active_alerts"]:
                 reasons.append(f"{data['active_alerts']} alert(s) firing ({data['critical_alerts']} critical)")
-            if data["checks_by_status"].get("critical"):
-                reasons.append(f"{data['checks_by_status']['critical']} health check(s) critical")
+            if data["checks_by_status"].get(HealthStatus.CRITICAL):
+                reasons.append(f"{data['checks_by_status'][HealthStatus.CRITICAL]} health check(s) critical")
             raise failure(
                 f"The system is {health}: {', '.join(reasons)}. "
                 "`manage.py alerts list --status firing` and `manage.py health --status critical` show them."
