@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import redis_running, throwaway_database  # noqa: E402  (shared with every benchmark)
 from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from django.db.models import Q  # noqa: E402
@@ -45,7 +45,6 @@ from django.utils import timezone  # noqa: E402
 from healthchecks.models import HealthCheck, HealthCheckResult  # noqa: E402
 from healthchecks.services import claim_checks, dispatch_due_checks, queue_check_batch  # noqa: E402
 from healthchecks.tasks import run_checks_task  # noqa: E402
-from monitoring.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from monitoring.redis import redis_client  # noqa: E402
 
 # --- the servers (a child process, so they do not share the benchmark's CPU time slice) ----------
@@ -91,28 +90,6 @@ def servers() -> Iterator[tuple[int, int]]:
 
 
 # --- the system under test -----------------------------------------------------------------------
-
-
-@contextmanager
-def throwaway_database() -> Iterator[None]:
-    old_name = connection.settings_dict["NAME"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if connection.vendor == "sqlite":
-            connection.settings_dict.setdefault("TEST", {})["NAME"] = str(Path(tmp) / "bench.sqlite3")
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            yield
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
-@contextmanager
-def redis_running() -> Iterator[None]:
-    process = start_embedded_redis(settings.EMBEDDED_REDIS_SOCKET) if settings.EMBEDDED_REDIS else None
-    try:
-        yield
-    finally:
-        stop_embedded_redis(process)
 
 
 def queued_batches(queue_name: str) -> list[dict]:

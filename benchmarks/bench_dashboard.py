@@ -20,10 +20,7 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -36,7 +33,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
+from common import redis_running, throwaway_database  # noqa: E402  (shared with every benchmark)
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Max, OuterRef, Subquery  # noqa: E402
@@ -51,34 +48,10 @@ from healthchecks.choices import CheckKind, HealthStatus  # noqa: E402
 from healthchecks.models import HealthCheck, HealthCheckResult  # noqa: E402
 from monitoring import storage  # noqa: E402
 from monitoring.choices import AuditAction, AuditSource, Role  # noqa: E402
-from monitoring.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from monitoring.models import AuditLogEntry, MonitoringTarget, Sample, Series  # noqa: E402
 from monitoring.queries import SeriesSelector  # noqa: E402
 from notifications.choices import ChannelKind, NotificationEvent, NotificationStatus  # noqa: E402
 from notifications.models import Notification, NotificationChannel  # noqa: E402
-
-
-@contextmanager
-def throwaway_database() -> Iterator[None]:
-    """A fresh, migrated database of the configured engine, dropped afterwards."""
-    old_name = connection.settings_dict["NAME"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if connection.vendor == "sqlite":
-            connection.settings_dict.setdefault("TEST", {})["NAME"] = str(Path(tmp) / "bench.sqlite3")
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            yield
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
-@contextmanager
-def redis_running() -> Iterator[None]:
-    process = start_embedded_redis(settings.EMBEDDED_REDIS_SOCKET) if settings.EMBEDDED_REDIS else None
-    try:
-        yield
-    finally:
-        stop_embedded_redis(process)
 
 
 def load_average() -> str:

@@ -12,10 +12,8 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,42 +24,17 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
+from common import redis_running, throwaway_database  # noqa: E402  (shared with every benchmark)
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from alerts.engine import InstantValue, evaluate, label_fingerprint  # noqa: E402
 from alerts.evaluation import alert_status, evaluate_rules, spec_for_rule  # noqa: E402
 from alerts.models import Alert, AlertRule  # noqa: E402
-from monitoring.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from monitoring.ingest import SampleIn, ingest_samples  # noqa: E402
 from monitoring.instant import instant_vectors  # noqa: E402
 
 RULES_PER_METRIC = 10
-
-
-@contextmanager
-def throwaway_database() -> Iterator[None]:
-    """A fresh, migrated database of the configured engine (SQLite: a WAL file, as the
-    embedded set-up runs; never an in-memory one), dropped afterwards."""
-    old_name = connection.settings_dict["NAME"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if connection.vendor == "sqlite":
-            connection.settings_dict.setdefault("TEST", {})["NAME"] = str(Path(tmp) / "bench.sqlite3")
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            yield
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
-@contextmanager
-def redis_running() -> Iterator[None]:
-    process = start_embedded_redis(settings.EMBEDDED_REDIS_SOCKET) if settings.EMBEDDED_REDIS else None
-    try:
-        yield
-    finally:
-        stop_embedded_redis(process)
 
 
 def populate(rules: int, series: int, now: datetime) -> list[str]:

@@ -22,10 +22,8 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,13 +33,12 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
+from common import redis_running, throwaway_database  # noqa: E402  (shared with every benchmark)
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from monitoring import queries, storage  # noqa: E402
 from monitoring.apikeys import create_api_key  # noqa: E402
-from monitoring.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from monitoring.exposition import render_exposition  # noqa: E402
 from monitoring.queries import SeriesSelector, list_series, query_range  # noqa: E402
 
@@ -51,29 +48,6 @@ DENSE_INTERVAL_MS = 10_000
 DAY_MS = 86_400_000
 BUCKET_TARGET_MS = 50.0
 LAST_VALUE_TARGET_MS = 100.0
-
-
-@contextmanager
-def throwaway_database() -> Iterator[None]:
-    """A fresh, migrated database of the configured engine, dropped afterwards."""
-    old_name = connection.settings_dict["NAME"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if connection.vendor == "sqlite":
-            connection.settings_dict.setdefault("TEST", {})["NAME"] = str(Path(tmp) / "bench.sqlite3")
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            yield
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
-@contextmanager
-def redis_running() -> Iterator[None]:
-    process = start_embedded_redis(settings.EMBEDDED_REDIS_SOCKET) if settings.EMBEDDED_REDIS else None
-    try:
-        yield
-    finally:
-        stop_embedded_redis(process)
 
 
 def load(samples: int, end_ms: int) -> tuple[int, int]:
