@@ -1,5 +1,6 @@
 """What operators do from the dashboard: acknowledge, resolve and silence alerts, run a
-health check now. Each goes through its app's service with audit source `dashboard`.
+health check now; and what admins do: approve or reject a discovered target. Each goes
+through its app's service with audit source `dashboard`.
 
 Answers: an htmx request gets a short text (the page shows it and refreshes its live
 part); a plain form post is redirected back with a message."""
@@ -7,6 +8,7 @@ part); a plain form post is redirected back with a message."""
 from datetime import timedelta
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -19,9 +21,11 @@ from healthchecks.models import HealthCheck
 from healthchecks.services import run_checks_now
 from monitoring.audit import audit_request, client_ip
 from monitoring.choices import AuditAction, AuditSource
+from monitoring.discovery.models import DiscoveredTarget
+from monitoring.discovery.services import DiscoveryError, approve_discovered, reject_discovered
 
 from .forms import AlertNoteForm, SilenceForm
-from .pages import operator_action
+from .pages import admin_action, operator_action
 from .queries import alert_series_labels
 
 
@@ -140,3 +144,34 @@ def check_run(request: HttpRequest, check_id: int) -> HttpResponse:
         text = f"{check.name}: not run, {report.skipped.get(check.pk, 'skipped')}."
         return _answer(request, text, 409, "dashboard-health")
     return _answer(request, text, fallback="dashboard-health")
+
+
+@admin_action
+def discovered_approve(request: HttpRequest, discovered_id: int) -> HttpResponse:
+    """Approve a discovered target: it becomes a target with its default health checks."""
+    row = DiscoveredTarget.objects.filter(pk=discovered_id).first()
+    if row is None:
+        return _answer(request, f"There is no discovered target {discovered_id}.", 404, "dashboard-targets")
+    try:
+        target = approve_discovered(
+            discovered=row, actor=request.user, source=AuditSource.DASHBOARD, ip=client_ip(request)
+        )
+    except DiscoveryError as exc:
+        return _answer(request, f"{row.name} was not approved: {exc}.", 409, "dashboard-targets")
+    except ValidationError as exc:  # what was found does not make a valid target (MonitoringTarget.full_clean)
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        return _answer(request, f"{row.name} was not approved: {problems}.", 400, "dashboard-targets")
+    return _answer(request, f"{row.name} approved as target {target.slug}.", fallback="dashboard-targets")
+
+
+@admin_action
+def discovered_reject(request: HttpRequest, discovered_id: int) -> HttpResponse:
+    """Reject a discovered target: it is not proposed again."""
+    row = DiscoveredTarget.objects.filter(pk=discovered_id).first()
+    if row is None:
+        return _answer(request, f"There is no discovered target {discovered_id}.", 404, "dashboard-targets")
+    try:
+        reject_discovered(discovered=row, actor=request.user, source=AuditSource.DASHBOARD, ip=client_ip(request))
+    except DiscoveryError as exc:
+        return _answer(request, f"{row.name} was not rejected: {exc}.", 409, "dashboard-targets")
+    return _answer(request, f"{row.name} rejected; it will not be proposed again.", fallback="dashboard-targets")

@@ -53,6 +53,23 @@ def operator_action(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     return wrapped
 
 
+def admin_action(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """An action that changes configuration (approving a discovered target), for admins
+    only: refused (403) for anyone else whatever the page showed them."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse("Use POST.", status=405, headers={"Allow": "POST"})
+        if not request.user.is_authenticated:
+            return HttpResponse("Log in first.", status=403)
+        if not has_role(request.user, Role.ADMIN):
+            return HttpResponse("Only admins may do this.", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 class SafeEncoder(DjangoJSONEncoder):
     """JSON without NaN or infinities (which JSON cannot carry): they become null."""
 

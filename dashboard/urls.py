@@ -20,5 +20,13 @@ urlpatterns = [
     path("health/", views.health, name="dashboard-health"),
     path("health/<int:check_id>/run", actions.check_run, name="dashboard-check-run"),
     path("targets/", views.targets, name="dashboard-targets"),
+    path(
+        "targets/discovered/<int:discovered_id>/approve",
+        actions.discovered_approve,
+        name="dashboard-discovered-approve",
+    ),
+    path(
+        "targets/discovered/<int:discovered_id>/reject", actions.discovered_reject, name="dashboard-discovered-reject"
+    ),
     path("logs/", views.logs, name="dashboard-logs"),
 ]

@@ -4,6 +4,7 @@ through dashboard.pages.respond (page, live part, or JSON export)."""
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from django.db.models import Count, Window
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +14,7 @@ from alerts.models import Alert
 from healthchecks.choices import HealthStatus
 from healthchecks.history import annotated_target_status
 from monitoring.choices import AuditAction, AuditSource, Role
+from monitoring.discovery.models import DiscoveredTarget
 from monitoring.instant import epoch_ms
 from monitoring.queries import SeriesSelector
 from monitoring.roles import has_role
@@ -22,6 +24,9 @@ from . import queries
 from .charts import DEFAULT_RANGE, RANGES, chart_data, clamp_width
 from .forms import AlertNoteForm, SilenceForm
 from .pages import SafeEncoder, page_view, respond, to_json
+
+# Discovered targets awaiting approval listed on the Targets page; the rest are counted.
+PENDING_SHOWN = 50
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -229,7 +234,17 @@ def targets(request: HttpRequest) -> HttpResponse:
         }
         for t in page
     ]
-    context = {"targets": page, "rows": rows, "status": status, "q": query, "live_groups": "health,alerts"}
+    pending, pending_total = _pending_discoveries()
+    context = {
+        "targets": page,
+        "rows": rows,
+        "status": status,
+        "q": query,
+        "pending": pending,
+        "pending_total": pending_total,
+        "can_approve": request.role == Role.ADMIN,
+        "live_groups": "health,alerts",
+    }
     return respond(
         request,
         "targets",
@@ -238,6 +253,8 @@ def targets(request: HttpRequest) -> HttpResponse:
             "filters": {"status": status, "q": query},
             "total": page.paginator.count,
             "page": page.number,
+            "pending_discovered_total": pending_total,
+            "pending_discovered": [_discovered_json(d) for d in pending],
             "targets": [
                 {
                     "slug": r["target"].slug,
@@ -255,6 +272,32 @@ def targets(request: HttpRequest) -> HttpResponse:
             ],
         },
     )
+
+
+def _pending_discoveries() -> tuple[list[DiscoveredTarget], int]:
+    """The discovered targets awaiting approval, newest first, at most PENDING_SHOWN, and
+    how many wait in all, in one query (the window count is taken before the LIMIT)."""
+    rows = list(
+        DiscoveredTarget.objects.pending()
+        .annotate(pending_total=Window(Count("id")))
+        .order_by("-first_seen_at", "-id")[:PENDING_SHOWN]
+    )
+    return rows, rows[0].pending_total if rows else 0
+
+
+def _discovered_json(row: DiscoveredTarget) -> dict:
+    return {
+        "id": row.pk,
+        "identity": row.identity,
+        "source": row.source,
+        "kind": row.kind,
+        "name": row.name,
+        "endpoint": row.endpoint,
+        "labels": row.labels,
+        "parent_ref": row.parent_ref,
+        "first_seen_at": _iso(row.first_seen_at),
+        "last_seen_at": _iso(row.last_seen_at),
+    }
 
 
 @page_view

@@ -163,3 +163,78 @@ def test_targets_show_health_uptime_and_dependencies(fleet, login) -> None:
     assert f'id="target-{device.slug}"' in html
     assert "100.00 %" in html  # every stored result was healthy
     assert f'?q={fleet["gateway"].slug}">Gateway</a>' in html
+
+
+ROLES = ("viewer", "operator", "admin")
+
+
+def add_pending_discoveries(count: int, start: int = 0) -> list:
+    from monitoring.choices import DiscoverySource, TargetKind
+    from monitoring.discovery.models import DiscoveredTarget
+
+    return [
+        DiscoveredTarget.objects.create(
+            source=DiscoverySource.NETWORK,
+            identity=f"network:10.0.{i // 250}.{i % 250}:9100",
+            kind=TargetKind.PROMETHEUS,
+            name=f"Exporter {i}",
+            endpoint=f"http://10.0.{i // 250}.{i % 250}:9100/metrics",
+            labels={"rack": f"r{i % 3}"},
+        )
+        for i in range(start, start + count)
+    ]
+
+
+@pytest.mark.django_db
+def test_targets_page_queries_stay_fixed_whatever_the_number_of_pending_discoveries(
+    users, make_series, login, django_assert_max_num_queries
+) -> None:
+    build_fleet(3, users, make_series)
+    add_pending_discoveries(2)
+    client = login("admin")
+    client.get(reverse("dashboard-targets"))  # session and caches warm
+    with CaptureQueriesContext(connection) as few:
+        assert b"Exporter 1" in client.get(reverse("dashboard-targets")).content
+    add_pending_discoveries(70, start=2)  # more than the page lists
+    with django_assert_max_num_queries(MAX_QUERIES["dashboard-targets"]):
+        html = client.get(reverse("dashboard-targets")).content.decode()
+    with CaptureQueriesContext(connection) as many:
+        client.get(reverse("dashboard-targets"))
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+    assert html.count('data-testid="approve-') == 50
+    assert "72 await approval; the 50 newest are shown" in html
+
+
+@pytest.mark.django_db
+def test_pending_discoveries_are_listed_for_everyone_with_buttons_for_admins_only(fleet, login) -> None:
+    from monitoring.choices import DiscoveryState
+
+    rows = add_pending_discoveries(3)
+    rows[2].state = DiscoveryState.REJECTED
+    rows[2].save()
+    pages = {role: login(role).get(reverse("dashboard-targets")).content.decode() for role in ROLES}
+    for role, html in pages.items():
+        assert 'data-testid="discovered-table"' in html, role
+        assert f'id="discovered-{rows[0].pk}"' in html and "http://10.0.0.1:9100/metrics" in html, role
+        assert f'id="discovered-{rows[2].pk}"' not in html, role  # rejected: no longer awaiting approval
+    for role in ("viewer", "operator"):
+        assert 'data-testid="approve-' not in pages[role]
+        assert reverse("dashboard-discovered-approve", args=[rows[0].pk]) not in pages[role]
+    admin = pages["admin"]
+    assert f'data-testid="approve-{rows[0].pk}"' in admin and f'data-testid="reject-{rows[1].pk}"' in admin
+    assert f'hx-post="{reverse("dashboard-discovered-reject", args=[rows[1].pk])}"' in admin
+    assert 'name="csrfmiddlewaretoken"' in admin
+
+
+@pytest.mark.django_db
+def test_targets_page_without_pending_discoveries_shows_no_approval_section(fleet, login) -> None:
+    assert 'data-testid="discovered-pending"' not in login("admin").get(reverse("dashboard-targets")).content.decode()
+
+
+@pytest.mark.django_db
+def test_targets_export_lists_pending_discoveries(fleet, login) -> None:
+    rows = add_pending_discoveries(2)
+    data = json.loads(login("viewer").get(reverse("dashboard-targets") + "?format=json").content)
+    assert data["pending_discovered_total"] == 2
+    assert {d["identity"] for d in data["pending_discovered"]} == {r.identity for r in rows}
+    assert data["pending_discovered"][0]["labels"] == {"rack": "r1"}  # newest first
