@@ -333,6 +333,8 @@ REST_FRAMEWORK = {
         # heartbeat pings per address (a fleet behind one NAT shares it).
         "ingest": env_str("API_THROTTLE_INGEST", "30000/minute"),
         "heartbeat": env_str("API_THROTTLE_HEARTBEAT", "30000/minute"),
+        # Requests with a wrong API key, per client address: past it, 429 before any lookup.
+        "auth_failures": env_str("API_THROTTLE_AUTH_FAILURES", "30/minute"),
     },
     # Proxies in front of the app whose X-Forwarded-For is trusted; 0 = use the peer address,
     # so a client cannot pick its own throttle identity.

@@ -2,15 +2,21 @@
 `Authorization: Bearer <key>`) and the throttles keyed on it. Kept free of
 rest_framework.views, which imports the classes named in settings while it loads."""
 
+import logging
+import time
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.settings import api_settings
 
 from .apikeys import find_api_key
+from .audit import client_ip
 from .models import ApiKey
+
+log = logging.getLogger("api")
 
 # last_used_at is written at most this often per key, so reads cost no write each.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -27,13 +33,60 @@ def key_from_request(request) -> str | None:
     return None
 
 
+class FailedKeyLimiter:
+    """Wrong API keys per client address, counted in the shared cache over a fixed window
+    (the `auth_failures` throttle rate). Past the budget the address is refused before any
+    key is looked up, so keys cannot be guessed at the speed of the server. If the cache
+    is unreachable the limiter lets requests through: an outage of Redis must not lock
+    every device out."""
+
+    scope = "auth_failures"
+
+    def __init__(self, request) -> None:
+        self.ident = client_ip(request._request if hasattr(request, "_request") else request) or "unknown"
+        rate = (api_settings.DEFAULT_THROTTLE_RATES or {}).get(self.scope)
+        self.limit, self.window = throttling.SimpleRateThrottle.parse_rate(None, rate) if rate else (None, None)
+
+    def _key(self, now: float) -> str:
+        return f"throttle_{self.scope}_{self.ident}_{int(now // self.window)}"
+
+    def retry_after(self) -> int | None:
+        """Seconds until this address may try again, or None when it is within budget."""
+        if not self.limit:
+            return None
+        now = time.time()
+        try:
+            failures = cache.get(self._key(now), 0)
+        except Exception as exc:  # noqa: BLE001 - any cache failure: fail open, said in the log
+            log.warning("auth failure limiter: cache unavailable: %s", exc)
+            return None
+        if failures < self.limit:
+            return None
+        return max(1, int(self.window - now % self.window))
+
+    def record_failure(self) -> None:
+        if not self.limit:
+            return
+        key = self._key(time.time())
+        try:
+            cache.add(key, 0, self.window)
+            cache.incr(key)
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.warning("auth failure limiter: cache unavailable: %s", exc)
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         plain = key_from_request(request)
         if plain is None:
             return None
+        limiter = FailedKeyLimiter(request)
+        wait = limiter.retry_after()
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait, detail="Too many requests with a wrong API key from this address.")
         key = find_api_key(plain)
         if key is None or not key.user.is_active:
+            limiter.record_failure()
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from monitoring.apikeys import find_api_key
-from monitoring.auth import LAST_USED_RESOLUTION, key_from_request
+from monitoring.auth import LAST_USED_RESOLUTION, FailedKeyLimiter, key_from_request
 from monitoring.choices import Role
 from monitoring.roles import has_role
 
@@ -215,8 +215,15 @@ def refuse_unauthorized(request: HttpRequest) -> HttpResponse | None:
     MONITORING_PROMETHEUS_ANONYMOUS is set. A key that is sent must be valid."""
     plain = key_from_request(request) or _basic_auth_password(request)
     if plain:
+        limiter = FailedKeyLimiter(request)
+        wait = limiter.retry_after()
+        if wait is not None:
+            response = error("throttled", "Too many requests with a wrong API key from this address.", 429)
+            response["Retry-After"] = str(wait)
+            return response
         key = find_api_key(plain)
         if key is None or not key.user.is_active:
+            limiter.record_failure()
             return _unauthorized("Invalid, revoked or expired API key.")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
