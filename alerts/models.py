@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from monitoring.promql import validate_expr
+
 from .choices import OPEN_STATES, AlertState, Comparison, ScheduleKind, Severity
 
 
@@ -97,6 +99,10 @@ class AlertRule(models.Model):
             raise ValidationError(
                 {"matchers": 'Matchers must be an object of label names to strings, e.g. {"env": "prod"}.'}
             )
+        if self.expr.strip():
+            problem = validate_expr(self.expr)
+            if problem:
+                raise ValidationError({"expr": f"Not a usable alert expression: {problem}."})
 
 
 class AlertQuerySet(models.QuerySet):

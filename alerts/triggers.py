@@ -5,11 +5,14 @@ per rule per second."""
 import logging
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import redis
 from django.db.models.signals import post_delete, post_save
 from kombu.exceptions import OperationalError as BrokerError
 
+from monitoring.promql import PromQLError, parse_expr
+from monitoring.promql.ast import Matcher, selectors
 from monitoring.redis import redis_client
 
 from .models import AlertRule
@@ -17,11 +20,23 @@ from .models import AlertRule
 log = logging.getLogger("alerts.triggers")
 
 # Rules are edited rarely and batches arrive many times a second: the metric -> rule ids map
-# is kept per process for a few seconds (and dropped at once when this process saves a rule).
+# (PromQL rules' expressions parsed for their selectors) is kept per process for a few
+# seconds, and dropped at once when this process saves or deletes a rule.
 WATCHED_METRICS_TTL_S = 5.0
 DEBOUNCE_KEY = "alerts:eval-slot:{rule_id}:{slot}"
 
-_watched: dict[str, tuple[int, ...]] = {}
+NAME_LABEL = "__name__"
+
+
+class WatchedMetrics(NamedTuple):
+    """Which enabled rules a metric's new samples concern: by exact metric name (metric rules
+    and named PromQL selectors), and by the `__name__` matchers of unnamed selectors."""
+
+    by_name: dict[str, tuple[int, ...]]
+    by_pattern: tuple[tuple[tuple[Matcher, ...], int], ...]
+
+
+_watched = WatchedMetrics({}, ())
 _watched_loaded_at: float = float("-inf")
 
 
@@ -51,9 +66,14 @@ def on_metrics_changed(metric_names: frozenset[str]) -> None:
 
 
 def rules_watching(metric_names: Iterable[str]) -> list[int]:
-    """Ids of the enabled rules on any of `metric_names`, sorted."""
+    """Ids of the enabled rules on any of `metric_names`, sorted: metric rules by their
+    metric, PromQL rules by the metric names their expression's selectors select."""
     watched = _watched_metrics()
-    return sorted({rule_id for name in metric_names for rule_id in watched.get(name, ())})
+    found = {rule_id for name in metric_names for rule_id in watched.by_name.get(name, ())}
+    for name_matchers, rule_id in watched.by_pattern:
+        if rule_id not in found and any(all(m.matches(name) for m in name_matchers) for name in metric_names):
+            found.add(rule_id)
+    return sorted(found)
 
 
 def claim_evaluation_slots(rule_ids: Iterable[int], slot: int) -> list[int]:
@@ -72,15 +92,26 @@ def forget_watched_metrics(**kwargs: object) -> None:
     _watched_loaded_at = float("-inf")
 
 
-def _watched_metrics() -> dict[str, tuple[int, ...]]:
+def _watched_metrics() -> "WatchedMetrics":
     global _watched, _watched_loaded_at
     if time.monotonic() - _watched_loaded_at < WATCHED_METRICS_TTL_S:
         return _watched
-    by_metric: dict[str, list[int]] = {}
-    # Rules with a PromQL `expr` are not evaluated by this engine (alerts.evaluation skips them).
-    for metric, rule_id in AlertRule.objects.enabled().filter(expr="").values_list("metric", "id"):
-        by_metric.setdefault(metric, []).append(rule_id)
-    _watched = {metric: tuple(ids) for metric, ids in by_metric.items()}
+    by_name: dict[str, list[int]] = {}
+    by_pattern: list[tuple[tuple[Matcher, ...], int]] = []
+    for rule_id, metric, expr in AlertRule.objects.enabled().values_list("id", "metric", "expr"):
+        if not expr.strip():
+            by_name.setdefault(metric, []).append(rule_id)
+            continue
+        try:
+            found = selectors(parse_expr(expr))
+        except PromQLError:
+            continue  # not evaluable: the evaluation round reports it
+        for selector in found:
+            if selector.name is not None:
+                by_name.setdefault(selector.name, []).append(rule_id)
+            else:  # {__name__=~"cpu_.*"}: matched against each changed metric's name
+                by_pattern.append((tuple(m for m in selector.matchers if m.name == NAME_LABEL), rule_id))
+    _watched = WatchedMetrics({metric: tuple(sorted(set(ids))) for metric, ids in by_name.items()}, tuple(by_pattern))
     _watched_loaded_at = time.monotonic()
     return _watched
 

@@ -16,6 +16,7 @@ from monitoring.audit import record_audit
 from monitoring.choices import AuditAction
 from monitoring.models import Series
 from monitoring.permissions import ReadViewerWriteAdmin
+from monitoring.promql import validate_expr
 from notifications.models import NotificationChannel
 
 from ..choices import Comparison, Severity
@@ -55,6 +56,14 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     evaluation_interval = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False, allow_null=True)
     matchers = serializers.JSONField(required=False, help_text='Exact label matches, e.g. {"env": "prod"}.')
     labels = serializers.JSONField(required=False, help_text="Extra labels added to every alert.")
+    expr = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=10_000,
+        trim_whitespace=False,
+        help_text="A PromQL expression evaluated instead of metric/comparison/threshold; each series of "
+        "its result is one alert (empty: a metric rule).",
+    )
     channels = serializers.SlugRelatedField(
         slug_field="key", many=True, required=False, queryset=NotificationChannel.objects.all()
     )
@@ -81,6 +90,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
             "resolve_after",
             "evaluation_interval",
             "labels",
+            "expr",
             "enabled",
             "silenced_until",
             "last_evaluated_at",
@@ -107,6 +117,12 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 
     def validate_labels(self, value: object) -> dict:
         return _string_map(value, "Labels")
+
+    def validate_expr(self, value: str) -> str:
+        problem = validate_expr(value) if value.strip() else None
+        if problem:
+            raise serializers.ValidationError(f"Not a usable alert expression: {problem}.")
+        return value
 
     def validate(self, attrs: dict) -> dict:
         if self.instance is None and not attrs.get("key"):

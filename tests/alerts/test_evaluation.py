@@ -42,12 +42,31 @@ def test_rules_watching_lists_enabled_rules_of_the_changed_metrics() -> None:
     cpu = make_rule("cpu")
     disk = make_rule("disk", metric="disk_usage_percent")
     make_rule("cpu-off", enabled=False)
-    make_rule("cpu-promql", expr="avg(cpu_usage_percent) > 80")
     make_rule("other", metric="memory_usage_percent")
 
     assert triggers.rules_watching({"cpu_usage_percent", "disk_usage_percent", "unwatched"}) == sorted(
         [cpu.id, disk.id]
     )
+
+
+@pytest.mark.django_db
+def test_promql_rules_watch_the_metrics_their_selectors_select() -> None:
+    # A PromQL rule's `metric` is not what it reads: its expression's selectors are.
+    ratio = make_rule("ratio", metric="", expr="sum(errors_total) / sum(rate(requests_total[5m])) > 0.1")
+    by_name = make_rule("by-name", metric="", expr='{__name__=~"disk_.*_percent", env="prod"} > 90')
+    make_rule("broken", metric="", expr="up ==")  # not evaluable: watches nothing, raises nothing
+    make_rule("promql-off", metric="", expr="errors_total > 0", enabled=False)
+    triggers.forget_watched_metrics()
+
+    assert triggers.rules_watching({"errors_total"}) == [ratio.id]
+    assert triggers.rules_watching({"requests_total", "unwatched"}) == [ratio.id]
+    assert triggers.rules_watching({"disk_used_percent"}) == [by_name.id]
+    assert triggers.rules_watching({"disk_used_bytes", "up"}) == []
+
+    ratio.expr = "avg(memory_usage_percent) > 80"
+    ratio.save()  # saving a rule drops the map at once
+    assert triggers.rules_watching({"errors_total"}) == []
+    assert triggers.rules_watching({"memory_usage_percent"}) == [ratio.id]
 
 
 def test_one_evaluation_slot_per_rule_per_second() -> None:
@@ -354,6 +373,20 @@ def test_ingesting_a_watched_metric_evaluates_its_rules() -> None:
     assert (alert.rule, alert.state) == (rule, AlertState.ACTIVE)
     other.refresh_from_db()
     assert other.last_evaluated_at is None  # a rule on another metric is not evaluated
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("eager_tasks")
+def test_ingesting_a_metric_of_a_promql_rule_fires_it_without_a_beat_tick() -> None:
+    rule = make_rule("hot-sites", metric="", expr="max by (site) (temperature_celsius) > 70")
+    triggers.forget_watched_metrics()
+
+    store_samples("temperature_celsius", {"site": "north", "room": "a"}, [(timezone.now(), 75.0)])
+
+    alert = Alert.objects.get()
+    assert (alert.rule, alert.state) == (rule, AlertState.ACTIVE)
+    assert alert.labels == {"site": "north", "severity": rule.severity}
+    assert alert.value == 75.0
 
 
 # --- Instant vectors (monitoring.instant), as the service reads them ------------------------
