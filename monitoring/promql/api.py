@@ -7,7 +7,6 @@ import base64
 import binascii
 import json
 import math
-import operator
 import re
 import time
 from collections.abc import Callable
@@ -87,18 +86,39 @@ def format_values(values: list[float]) -> list[str]:
     return joined.replace(".0\x00", "\x00").split("\x00")[:-1]
 
 
-def format_array(values: np.ndarray) -> list[str]:
-    """format_values for an array; whole numbers (counters, 0/1 states) are converted by
-    NumPy in one call, three times faster than repr() one by one."""
-    if (
+def _is_whole(values: np.ndarray) -> bool:
+    """Finite whole numbers below 1e15 and no -0 (which Go writes as "-0"): their text is
+    the integer's."""
+    return bool(
         len(values)
         and np.isfinite(values).all()
         and (np.abs(values) < 1e15).all()
         and (values == np.trunc(values)).all()
-        and not np.signbit(values).any(where=values == 0)  # Go writes -0 as "-0"
-    ):
-        return values.astype(np.int64).astype(str).tolist()
-    return format_values(values.tolist())
+        and not np.signbit(values).any(where=values == 0)
+    )
+
+
+def points_template(stamps_ms: np.ndarray) -> list[str]:
+    """`[<time>,"%s"]` for each time: the JSON of a series' points is the join of the
+    templates of its times, `%` its value texts (see series_points)."""
+    return [f'[{format_timestamp(ms)},"%s"]' for ms in stamps_ms.tolist()]
+
+
+def series_points(template: str, values: np.ndarray) -> str:
+    """The points of one series as JSON text: `template` (points_template's parts of the
+    series' times joined by commas) filled with the values as Prometheus writes them.
+    One `%` over the whole series does in C what a text per value and a join did in
+    Python: whole numbers go in as ints; other floats as repr(), right but for a trailing
+    ".0" (removed in the filled text, where every value ends with `"]`), and exponents,
+    NaN and infinities (an "e" or "n" in the text; the template has no letter) take
+    format_values' slow path."""
+    if _is_whole(values):
+        return template % tuple(values.astype(np.int64).tolist())
+    floats = values.tolist()
+    text = template % tuple(floats)
+    if "e" in text or "n" in text:
+        return template % tuple(format_values(floats))
+    return text.replace('.0"]', '"]')
 
 
 def format_value(value: float) -> str:
@@ -309,8 +329,8 @@ def query_view(request: HttpRequest) -> HttpResponse:
     if isinstance(value, Matrix):
         parts = []
         for data in sorted(value.series, key=lambda item: label_key(item.labels)):
-            prefixes = _point_prefixes(data.ts)
-            parts.append(_series_json(data.labels, prefixes, format_array(data.values)))
+            template = ",".join(points_template(data.ts))
+            parts.append(_series_json(data.labels, series_points(template, data.values)))
         return _raw_success('{"resultType":"matrix","result":[' + ",".join(parts) + "]}")
     samples = _vector_order(node, [(item.labels, float(item.values[0])) for item in value.series if item.present[0]])
     texts = format_values([sample_value for _, sample_value in samples])
@@ -325,14 +345,7 @@ def _raw_success(data_json: str) -> HttpResponse:
     return HttpResponse('{"status":"success","data":' + data_json + "}", content_type="application/json")
 
 
-def _point_prefixes(stamps_ms: np.ndarray) -> list[str]:
-    """`[<time>,"` for each time: what every point of a series starts with."""
-    return [f'[{format_timestamp(ms)},"' for ms in stamps_ms.tolist()]
-
-
-def _series_json(labels: dict[str, str], prefixes: list[str], texts: list[str]) -> str:
-    # prefix + text per point, joined by the point's end: C loops only (map, join).
-    points = '"],'.join(map(operator.add, prefixes, texts)) + '"]' if texts else ""
+def _series_json(labels: dict[str, str], points: str) -> str:
     return '{"metric":' + json.dumps(labels, separators=(",", ":")) + ',"values":[' + points + "]}"
 
 
@@ -358,7 +371,8 @@ def query_range_view(request: HttpRequest) -> HttpResponse:
         )
     steps = query_steps(start_ms, end_ms, step_ms)
     value = _evaluator(steps, request).eval(node)
-    prefixes = _point_prefixes(steps)
+    templates = points_template(steps)
+    full_template = ",".join(templates)
     if isinstance(value, Scalar):
         series = [({}, value.values, np.ones(len(steps), dtype=bool))]
     else:
@@ -369,10 +383,10 @@ def query_range_view(request: HttpRequest) -> HttpResponse:
     parts = []
     for labels, values, present in series:
         if present.all():
-            parts.append(_series_json(labels, prefixes, format_array(values)))
+            parts.append(_series_json(labels, series_points(full_template, values)))
         else:
-            where = np.flatnonzero(present).tolist()
-            parts.append(_series_json(labels, [prefixes[index] for index in where], format_array(values[present])))
+            template = ",".join([templates[index] for index in np.flatnonzero(present).tolist()])
+            parts.append(_series_json(labels, series_points(template, values[present])))
     return _raw_success('{"resultType":"matrix","result":[' + ",".join(parts) + "]}")
 
 

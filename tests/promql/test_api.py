@@ -3,6 +3,7 @@ RFC 3339 and Unix times), error envelopes and codes, authentication, and the rou
 /api/v1/ on the prometheus port."""
 
 import base64
+import json
 import math
 
 import pytest
@@ -67,15 +68,24 @@ def test_values_are_formatted_as_prometheus_formats_them():
     ]  # fmt: skip
 
 
-def test_whole_number_arrays_take_the_fast_path_with_the_same_text():
+def test_series_points_write_every_value_as_format_values_does():
     import numpy as np
 
-    from monitoring.promql.api import format_array
+    from monitoring.promql.api import points_template, series_points
 
-    whole = np.array([0.0, 1.0, -3.0, 123456789012.0])
-    assert format_array(whole) == ["0", "1", "-3", "123456789012"] == format_values(whole.tolist())
-    for values in ([-0.0, 1.0], [1e15, 2.0], [0.5, 1.0], [math.nan, 1.0]):
-        assert format_array(np.array(values)) == format_values(values)
+    stamps = np.array([1000, 1500, 2001, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000, 11000, 12000])
+    template = ",".join(points_template(stamps))
+    cases = (
+        [0.0, 1.0, -3.0, 123456789012.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0],  # whole: ints
+        [-0.0, 1.0, 1e15, 2.0, 0.5, 1.0, 10.0, 100.0, 0.1, 2.25, 1.05, 3.0, 1 / 3],  # repr, ".0" removed
+        [1.0, 0.5, -0.0, 1e21, 1e20, 1e-7, 1e-5, 123456789.123, math.nan, math.inf, -math.inf, 2.5e-7, 1.5e16],
+    )
+    times = [1, 1.5, 2.001, *range(3, 13)]
+    for values in cases:
+        points = json.loads("[" + series_points(template, np.array(values)) + "]")
+        assert points == [[t, text] for t, text in zip(times, format_values(values), strict=True)]
+    # Times as Prometheus writes them (milliseconds in three digits), whole values without ".0".
+    assert series_points(template, np.array(cases[0])).startswith('[1,"0"],[1.500,"1"],[2.001,"-3"],[3,"123456789012"]')
 
 
 def test_timestamps_are_float_seconds_with_milliseconds_only_when_there_are_some():
