@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.db import utils as _db_utils
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -200,7 +201,8 @@ if EMBEDDED_REDIS:
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache failing open: with Redis away, pages and the API still answer.
+        "BACKEND": "monitoring.cache.FailOpenRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "mon"),
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
@@ -258,6 +260,30 @@ CELERY_TASK_QUEUES = {
     name: {"exchange": name, "routing_key": name}
     for name in dict.fromkeys(["celery", NOTIFICATIONS_QUEUE, HEALTHCHECK_QUEUE])
     if name
+}
+
+# --- Watchdog (monitoring.watchdog) and degradation -----------------------------------------
+# Called (MONITORING_DEADMAN_METHOD, with this timeout) after every healthy watchdog round, so
+# an outside dead-man service notices when the whole system stops. Empty: no call.
+MONITORING_DEADMAN_URL = env_str("MONITORING_DEADMAN_URL")
+MONITORING_DEADMAN_METHOD = env_str("MONITORING_DEADMAN_METHOD", "GET").upper()
+if MONITORING_DEADMAN_METHOD not in ("GET", "POST", "HEAD"):
+    raise ImproperlyConfigured(f"MONITORING_DEADMAN_METHOD={MONITORING_DEADMAN_METHOD!r} is not GET, POST or HEAD")
+MONITORING_DEADMAN_TIMEOUT = env_float("MONITORING_DEADMAN_TIMEOUT", 10.0)
+# Each worker runs the watchdog round itself when no round happened for two intervals
+# (beat stopped): the "beat stopped" alert cannot come from beat.
+MONITORING_WATCHDOG_IN_WORKER = env_bool("MONITORING_WATCHDOG_IN_WORKER", True)
+# Retry-After (seconds) of the API's 503 while the database is unavailable.
+MONITORING_RETRY_AFTER = env_int("MONITORING_RETRY_AFTER", 10)
+# A task whose database connection fails (PostgreSQL restarting, a failover) is retried with
+# exponential backoff (1, 2, 4... s, full jitter, at most 60 s apart), at most 6 times.
+CELERY_TASK_ANNOTATIONS = {
+    "*": {
+        "autoretry_for": (_db_utils.OperationalError, _db_utils.InterfaceError),
+        "retry_backoff": True,
+        "retry_backoff_max": 60,
+        "max_retries": 6,
+    }
 }
 
 # --- Metrics: system collector, Prometheus scrape, /metrics ----------------------------------

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from monitoring.watchdog import flush_publish_failures, note_publish_failure
+
 log = logging.getLogger("dashboard")
 
 # Groups the pages subscribe to.
@@ -31,8 +33,10 @@ def publish(group: str, event: str, payload: dict) -> bool:
         async_to_sync(layer.group_send)(group, {"type": "live.event", "event": event, "payload": payload})
     except Exception as exc:  # the channel layer (Redis) being away must not fail the caller
         publish_failures += 1
+        note_publish_failure()
         log.warning("publish to %s failed: %s: %s", group, exc.__class__.__name__, exc)
         return False
+    flush_publish_failures()  # failures counted while Redis was away reach the shared counter
     return True
 
 

@@ -1,5 +1,5 @@
 """`/metrics`: the Prometheus text exposition of the system's own metrics (ingestion
-counters, series count, Celery queue lengths) and of the latest value of every stored
+counters, series count, Celery queue lengths, the pipeline watchdog's figures) and of the latest value of every stored
 series, with its timestamp."""
 
 import logging
@@ -127,8 +127,9 @@ def stored_series_lines(reserved: set[str]) -> Iterator[str]:
 def render_exposition() -> bytes:
     """The whole `/metrics` page."""
     from . import ingest  # noqa: F401  (registers its counters in REGISTRY: zeros until used)
+    from .watchdog import exposition_families
 
-    families = [*REGISTRY.collect(), *StorageCollector().collect()]
+    families = [*REGISTRY.collect(), *StorageCollector().collect(), *exposition_families()]
     own = generate_latest(_Families(families))
     stored = "".join(stored_series_lines(_reserved_names(families)))
     return own + stored.encode()

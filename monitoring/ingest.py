@@ -214,6 +214,12 @@ def _publish_metrics_changed(changed: frozenset[str]) -> None:
     publish_metrics_changed(changed)
 
 
+def _count_stored(accepted: int) -> None:
+    from .watchdog import count_ingested  # the watchdog's ingestion rate, shared by every process
+
+    count_ingested(accepted)
+
+
 def _reject(rejections: list[Rejection], index: int, reason: RejectReason) -> None:
     rejections.append(Rejection(index, reason.value))
 
@@ -241,6 +247,7 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
             _store(batch)
         transaction.on_commit(partial(_notify_alert_engine, batch.metrics), robust=True)
         transaction.on_commit(partial(_publish_metrics_changed, batch.metrics), robust=True)
+        transaction.on_commit(partial(_count_stored, len(batch.refs)), robust=True)
 
     accepted, rejections = len(batch.refs), batch.rejections
     elapsed = time.perf_counter() - started

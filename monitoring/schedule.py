@@ -41,6 +41,8 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("notifications: escalation sweep", "notifications.tasks.sweep_escalations_task", "sweep_interval"),
     PeriodicJob("monitoring: cleanup", "monitoring.tasks.cleanup_task", "cleanup_interval"),
     PeriodicJob("monitoring: partition maintenance", "monitoring.tasks.maintain_partitions_task", "cleanup_interval"),
+    # Its run is also beat's heartbeat (monitoring.watchdog): it runs as often as the sweeps.
+    PeriodicJob("monitoring: watchdog", "monitoring.tasks.watch_pipeline_task", "sweep_interval"),
 )
 
 INTERVAL_FIELDS: frozenset[str] = frozenset(job.interval_field for job in PERIODIC_JOBS)

@@ -5,6 +5,10 @@ from datetime import UTC
 from celery import shared_task
 from django.utils import timezone
 
+from .watchdog import connect_worker_signals
+
+connect_worker_signals()  # a worker imports this module: it starts its own watchdog thread when ready
+
 
 @shared_task(ignore_result=True)
 def cleanup_task() -> str:
@@ -65,3 +69,13 @@ def discover_targets_task() -> str:
     from .discovery.run import run_discovery
 
     return run_discovery(now=timezone.now()).line()
+
+
+@shared_task(ignore_result=True)
+def watch_pipeline_task(beat_tick: bool = True) -> str:
+    """Read the pipeline's figures, store them, evaluate the built-in watchdog rules and call
+    the dead-man URL after a healthy round (beat, every sweep_interval: the run itself is
+    beat's tick)."""
+    from .watchdog import run_watchdog_round
+
+    return run_watchdog_round(now=timezone.now(), beat_tick=beat_tick).line()

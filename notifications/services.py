@@ -93,7 +93,18 @@ def rule_channels(alert: Alert) -> list[NotificationChannel]:
         if not channels:
             channels = list(NotificationChannel.objects.filter(enabled=True))
         channels = [c for c in channels if c.key != failing]
+    elif not channels and _looked_up(("watchdog_rule", alert.rule_id), lambda: _is_watchdog_rule(alert.rule_id)):
+        # The pipeline watchdog's built-in rules, while they name no channel: every enabled
+        # channel still working (not failing), or every enabled one if none is.
+        enabled = _looked_up(("enabled_channels",), lambda: list(NotificationChannel.objects.filter(enabled=True)))
+        channels = [c for c in enabled if c.failing_since is None] or enabled
     return channels
+
+
+def _is_watchdog_rule(rule_id: int) -> bool:
+    from monitoring.watchdog import RULE_PREFIX
+
+    return AlertRule.objects.filter(pk=rule_id, key__startswith=RULE_PREFIX).exists()
 
 
 def channels_by_id(ids: set[int]) -> list[NotificationChannel]:
