@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitoring.instant import sample_history
+from monitoring.promql.alerting import evaluate_expr_over, expr_of_key, is_expr_key
 
 from .choices import AlertState
 from .engine import COMPARISONS, AlertStatus, InstantValue, RuleSpec, Transition, evaluate
@@ -75,14 +76,26 @@ def replay(
     one evaluation to the next exactly as the evaluation service does. No state before the
     first time."""
     series = list(series)
-    open_alerts: Iterable[AlertStatus] = ()
-    steps = []
-    for t in times:
+
+    def values_at(t: float) -> list[InstantValue]:
         values = []
         for history in series:
             value = history.value_at(t, lookback_s)
             if value is not None:
                 values.append(InstantValue(history.labels, value))
+        return values
+
+    return replay_values(rule, ((t, values_at(t)) for t in times), epoch=epoch)
+
+
+def replay_values(
+    rule: RuleSpec, values_by_time: Iterable[tuple[float, Sequence[InstantValue]]], *, epoch: datetime
+) -> list[Step]:
+    """The engine run over given instant values: at each (t, values), in order, with the
+    alerts carried from one evaluation to the next. No state before the first time."""
+    open_alerts: Iterable[AlertStatus] = ()
+    steps = []
+    for t, values in values_by_time:
         outcome = evaluate(rule, values, open_alerts, epoch + timedelta(seconds=t))
         open_alerts = outcome.alerts.values()
         steps.append(
@@ -103,8 +116,18 @@ def replay_scenario(scenario: Scenario) -> list[Step]:
 def replay_stored_history(
     rule: RuleSpec, *, start: datetime, end: datetime, interval_s: float, lookback_s: float = DEFAULT_LOOKBACK_S
 ) -> list[Step]:
-    """Replay `rule` over the stored samples of its metric, evaluating every `interval_s`
-    from `start` to `end`. Step times are epoch seconds."""
+    """Replay `rule` over the stored samples, evaluating every `interval_s` from `start` to
+    `end`. Step times are epoch seconds. A PromQL rule's expression is evaluated at every
+    step by the query engine (its selectors read once for the whole period), a metric rule's
+    series are read from the sample table. Raises PromQLError when an expression cannot be
+    evaluated on the stored data (many-to-many matching, too many samples)."""
+    first = (start - EPOCH).total_seconds()
+    count = int((end - start).total_seconds() // interval_s) + 1
+    times = [first + i * interval_s for i in range(count)]
+    if is_expr_key(rule.metric):
+        results = evaluate_expr_over(expr_of_key(rule.metric), [round(t * 1000) for t in times])
+        values = [[InstantValue(labels, value) for labels, value in result] for result in results]
+        return replay_values(rule, zip(times, values, strict=True), epoch=EPOCH)
     histories = [
         SeriesHistory(
             labels,
@@ -113,9 +136,6 @@ def replay_stored_history(
         )
         for labels, points in sample_history(rule.metric, start - timedelta(seconds=lookback_s), end, rule.matchers)
     ]
-    first = (start - EPOCH).total_seconds()
-    count = int((end - start).total_seconds() // interval_s) + 1
-    times = [first + i * interval_s for i in range(count)]
     return replay(rule, histories, times, lookback_s=lookback_s, epoch=EPOCH)
 
 

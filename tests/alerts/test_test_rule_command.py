@@ -193,3 +193,78 @@ def test_rule_id_replays_stored_history() -> None:
 def test_rule_id_unknown_is_an_error() -> None:
     with pytest.raises(CommandError, match="no alert rule with id 999999"):
         call_command("test_rule", rule_id=999999, stdout=StringIO())
+
+
+def replay_rule(rule_id: int, hours: float = 1) -> dict:
+    out = StringIO()
+    call_command("test_rule", rule_id=rule_id, hours=hours, stdout=out)
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.django_db
+def test_rule_id_replays_a_promql_rule_like_the_same_metric_rule() -> None:
+    now = timezone.now()
+    start = now - timedelta(hours=1)
+    # gw-1 above 80 from minute 30 to 50, gw-2 from minute 55 on (still firing at the end).
+    points = [start + timedelta(minutes=m) for m in range(61)]
+    store_samples(
+        "cpu_usage_percent", {"host": "gw-1"}, [(at, 95.0 if 30 <= m < 50 else 40.0) for m, at in enumerate(points)]
+    )
+    store_samples(
+        "cpu_usage_percent", {"host": "gw-2"}, [(at, 90.0 if m >= 55 else 10.0) for m, at in enumerate(points)]
+    )
+    store_samples("memory_usage_percent", {"host": "gw-3"}, [(at, 99.0) for at in points])
+    metric_rule = make_rule("cpu", duration=120, evaluation_interval=60, severity="high")
+    expr_rule = make_rule("cpu-promql", metric="", expr="cpu_usage_percent > 80", duration=120, evaluation_interval=60,
+                          severity="high")  # fmt: skip
+
+    by_metric = replay_rule(metric_rule.id)
+    by_expr = replay_rule(expr_rule.id)
+
+    assert by_expr["rule"]["key"] == "cpu-promql" and by_expr["eval_interval_s"] == 60
+    assert len(by_expr["timeline"]) == 61
+    assert by_expr["timeline"] == by_metric["timeline"]
+    firing_hosts = [[alert["host"] for alert in entry["firing"]] for entry in by_expr["timeline"]]
+    assert firing_hosts.count(["gw-1"]) == 18  # pending at minute 30, firing from 32 to 49
+    assert firing_hosts[-1] == ["gw-2"]  # true from minute 55, firing from 57
+    assert [{"host": "gw-2", "severity": "high"}] in [entry["pending"] for entry in by_expr["timeline"]]
+
+
+@pytest.mark.django_db
+def test_rule_id_replays_an_aggregating_promql_rule() -> None:
+    now = timezone.now()
+    start = now - timedelta(hours=1)
+    points = [start + timedelta(minutes=m) for m in range(61)]
+    # Site north: 1 of 4 devices offline from minute 20 to 40 (25 %); south never.
+    for device in range(4):
+        offline = device == 0
+        values = [(at, 0.0 if offline and 20 <= m < 40 else 1.0) for m, at in enumerate(points)]
+        store_samples("device_connectivity", {"site": "north", "device": f"n{device}"}, values)
+        store_samples("device_connectivity", {"site": "south", "device": f"s{device}"}, [(at, 1.0) for at in points])
+    rule = make_rule(
+        "offline-share",
+        metric="",
+        expr="count by (site) (device_connectivity < 1) / count by (site) (device_connectivity) > 0.2",
+        duration=0,
+        evaluation_interval=300,
+        labels={"team": "fleet"},
+    )
+
+    timeline = replay_rule(rule.id)["timeline"]
+
+    assert len(timeline) == 13  # every 5 minutes over the hour, both ends included
+    firing = [entry["firing"] for entry in timeline if entry["firing"]]
+    assert firing == [[{"site": "north", "team": "fleet", "severity": "medium"}]] * 4  # minutes 20, 25, 30, 35
+
+
+@pytest.mark.django_db
+def test_rule_id_of_a_promql_rule_that_fails_on_the_data_is_an_error() -> None:
+    now = timezone.now()
+    for name in ("temp_a", "temp_b"):  # the same labels once the names are dropped
+        store_samples(name, {"room": "r1"}, [(now - timedelta(minutes=1), 20.0)])
+    rule = make_rule("dup", metric="", expr='abs({__name__=~"temp_a|temp_b"}) > 0')
+
+    with pytest.raises(CommandError, match="its expression cannot be evaluated over stored data: vector cannot "
+                                           "contain metrics with the same labelset") as exc:  # fmt: skip
+        call_command("test_rule", rule_id=rule.id, hours=1, stdout=StringIO())
+    assert exc.value.returncode == 1

@@ -20,6 +20,7 @@ from alerts.replay import (
     replay_stored_history,
     timeline_document,
 )
+from monitoring.promql import PromQLError
 
 EXIT_DIFFERS = 1
 EXIT_MALFORMED = 2
@@ -77,7 +78,10 @@ class Command(BaseCommand):
             raise CommandError(f"rule {rule_id} cannot be evaluated: {exc}") from None
         end = timezone.now().replace(microsecond=0)
         interval = spec.evaluation_interval_s or default_evaluation_interval()
-        steps = replay_stored_history(spec, start=end - timedelta(hours=hours), end=end, interval_s=interval)
+        try:
+            steps = replay_stored_history(spec, start=end - timedelta(hours=hours), end=end, interval_s=interval)
+        except PromQLError as exc:
+            raise CommandError(f"rule {rule_id}: its expression cannot be evaluated over stored data: {exc}") from None
         document = {
             "rule": {"id": rule.id, "key": rule.key, "name": rule.name},
             "from": (end - timedelta(hours=hours)).isoformat(),
