@@ -8,16 +8,15 @@ from monitoring.crypto import decrypt, encrypt, row_context
 
 from .choices import ChannelKind
 from .models import NotificationChannel
+from .senders import SENDERS
 
-# The settings of each kind that are credentials. A Twilio account SID is an account's
-# name (it appears in every API URL, like a username), so only the auth token is secret.
+# The settings of each kind that are credentials, as the senders declare them (`secret`):
+# email password, Slack webhook_url (the URL is the credential), SMS auth_token (a Twilio
+# account SID names an account, like a username), PagerDuty integration_key, webhook
+# signing_secret; a webhook's other secrets are header values: see is_secret_header.
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    ChannelKind.EMAIL: ("password",),
-    ChannelKind.SLACK: ("webhook_url",),  # the URL is the credential
-    ChannelKind.SMS: ("auth_token",),
-    # The HMAC key that signs each request; its other secrets are header values: see is_secret_header.
-    ChannelKind.WEBHOOK: ("signing_secret",),
-    ChannelKind.PAGERDUTY: ("integration_key",),
+    kind: tuple(name for name, setting in sender.settings_keys.items() if setting.secret)
+    for kind, sender in SENDERS.items()
 }
 HEADERS = "headers"
 SECRET_HEADER_NAMES = frozenset({"authorization", "proxy-authorization", "cookie"})

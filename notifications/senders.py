@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, parsedate_to_datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import httpx
@@ -74,6 +75,53 @@ class SendError(Exception):
         self.rate_limited = rate_limited or retry_after is not None
         self.retry_after = retry_after
         self.progress = dict(progress or {})
+
+
+# --- What a channel may configure -------------------------------------------------------------
+
+
+class SettingType(StrEnum):
+    """How a channel setting's value is checked where it is configured (the configuration
+    file's import, monitoring.config_io.schema)."""
+
+    TEXT = "text"
+    URL = "url"  # http(s)
+    EMAIL = "email"
+    EMAILS = "emails"  # a list of distinct addresses
+    PHONE = "phone"  # international form, +<country><number>
+    PHONES = "phones"
+    PORT = "port"
+    FLAG = "flag"  # true or false
+    SECONDS = "seconds"  # a positive number, at most MAX_TIMEOUT_S
+    CHOICE = "choice"  # one of `choices`
+    CHOICES = "choices"  # a list of distinct `choices`
+    CHOICE_MAP = "choice_map"  # a mapping of `keys` to one of `choices`
+    HEADERS = "headers"  # a mapping of header names to text
+    PATH = "path"  # an absolute file path
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of a channel's settings that its sender reads, declared beside the code that
+    reads it: the configuration import accepts exactly the declared keys, and the secret ones
+    are stored encrypted (notifications.secrets), so neither can drift from the senders."""
+
+    type: SettingType
+    required: bool = False
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # CHOICE_MAP: the keys it may have
+    max_length: int | None = None
+
+
+MAX_TIMEOUT_S = 300  # a sweep waits on a hung receiver for at most this long per message
+WEBHOOK_FORMATS = ("json", "alertmanager")
+WEBHOOK_METHODS = ("POST", "PUT", "PATCH", "GET")
+# Read by every sender (the Sender base): the send timeout, and the events the channel wants.
+COMMON_SETTINGS: dict[str, Setting] = {
+    "timeout": Setting(SettingType.SECONDS),
+    "events": Setting(SettingType.CHOICES, choices=tuple(NotificationEvent.values)),
+}
 
 
 # --- What a sender is given -------------------------------------------------------------------
@@ -325,6 +373,9 @@ class Sender:
     kind: ClassVar[str] = ""
     groups: ClassVar[bool] = True
     max_group: ClassVar[int] = 50
+    # Every key of the channel's settings this sender reads (COMMON_SETTINGS included), in
+    # the order the configuration file lists them.
+    settings_keys: ClassVar[Mapping[str, Setting]] = COMMON_SETTINGS
 
     def __init__(self, channel: ChannelInfo) -> None:
         self.channel = channel
@@ -380,6 +431,14 @@ class HttpSender(Sender):
 class SlackSender(HttpSender):
     kind = ChannelKind.SLACK
     max_group = 50
+    settings_keys = {
+        "webhook_url": Setting(SettingType.URL, required=True, secret=True),  # the URL is the credential
+        "channel": Setting(SettingType.TEXT, max_length=100),
+        "username": Setting(SettingType.TEXT, max_length=100),
+        "icon_emoji": Setting(SettingType.TEXT, max_length=100),
+        "mention_channel": Setting(SettingType.FLAG),
+        **COMMON_SETTINGS,
+    }
     # Slack: 403 action_prohibited, 404 channel_not_found, 410 channel_is_archived.
     permanent_statuses = frozenset({400, 403, 404, 410})
     SECTION_LIMIT = 2900  # Slack refuses section texts over 3,000 characters
@@ -459,6 +518,14 @@ class PagerDutySender(HttpSender):
     kind = ChannelKind.PAGERDUTY
     groups = False
     max_group = 1
+    settings_keys = {
+        "integration_key": Setting(SettingType.TEXT, required=True, secret=True, max_length=200),
+        "severity_mapping": Setting(
+            SettingType.CHOICE_MAP, keys=tuple(PAGERDUTY_SEVERITIES), choices=tuple(PAGERDUTY_SEVERITIES.values())
+        ),
+        "events_url": Setting(SettingType.URL),
+        **COMMON_SETTINGS,
+    }
     ACTIONS = {
         NotificationEvent.FIRING: "trigger",
         NotificationEvent.ESCALATION: "trigger",
@@ -541,6 +608,15 @@ class WebhookSender(HttpSender):
 
     kind = ChannelKind.WEBHOOK
     max_group = 100
+    settings_keys = {
+        "url": Setting(SettingType.URL, required=True),
+        "method": Setting(SettingType.CHOICE, choices=WEBHOOK_METHODS),
+        "headers": Setting(SettingType.HEADERS),  # secret by name: notifications.secrets.is_secret_header
+        "timeout": COMMON_SETTINGS["timeout"],
+        "format": Setting(SettingType.CHOICE, choices=WEBHOOK_FORMATS),
+        "signing_secret": Setting(SettingType.TEXT, secret=True, max_length=500),
+        **COMMON_SETTINGS,
+    }
     SIGNATURE_HEADER = "X-Monitoring-Signature"
     TIMESTAMP_HEADER = "X-Monitoring-Timestamp"
 
@@ -709,6 +785,15 @@ class SmsSender(Sender):
 
     kind = ChannelKind.SMS
     max_group = 5
+    settings_keys = {
+        "provider": Setting(SettingType.CHOICE, choices=("twilio",)),  # the one this sender speaks
+        "account_sid": Setting(SettingType.TEXT, required=True, max_length=100),
+        "auth_token": Setting(SettingType.TEXT, required=True, secret=True, max_length=200),
+        "from_number": Setting(SettingType.PHONE, required=True),
+        "recipients": Setting(SettingType.PHONES, required=True),
+        "api_base_url": Setting(SettingType.URL),
+        **COMMON_SETTINGS,
+    }
 
     def send(self, message: Message) -> str:
         settings = self.settings
@@ -762,6 +847,20 @@ class EmailSender(Sender):
 
     kind = ChannelKind.EMAIL
     max_group = 100
+    settings_keys = {
+        "smtp_server": Setting(SettingType.TEXT, required=True, max_length=253),
+        "smtp_port": Setting(SettingType.PORT),
+        "use_tls": Setting(SettingType.FLAG),
+        "use_ssl": Setting(SettingType.FLAG),
+        "username": Setting(SettingType.TEXT, max_length=254),
+        "password": Setting(SettingType.TEXT, secret=True, max_length=500),
+        "from_email": Setting(SettingType.EMAIL, required=True),
+        "from_name": Setting(SettingType.TEXT, max_length=200),
+        "recipients": Setting(SettingType.EMAILS, required=True),
+        "ca_file": Setting(SettingType.PATH),
+        "verify_tls": Setting(SettingType.FLAG),
+        **COMMON_SETTINGS,
+    }
 
     def build(self, message: Message) -> EmailMessage:
         settings = self.settings

@@ -96,6 +96,24 @@ def number(value: Any) -> int | float:
     return value
 
 
+def seconds(maximum: float) -> Validator:
+    """A duration in seconds: a positive number (a fraction allowed), at most `maximum`."""
+
+    def check(value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= maximum:
+            raise Invalid(f"{value!r} is not a number of seconds above 0 and at most {maximum:g}")
+        return value
+
+    return check
+
+
+def absolute_path(value: Any) -> str:
+    text(1000, required=True)(value)
+    if not value.startswith("/") or "\0" in value:
+        raise Invalid(f"{value!r} is not an absolute file path")
+    return value
+
+
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise Invalid(f"{value!r} is not true or false")

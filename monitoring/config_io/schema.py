@@ -12,10 +12,10 @@ from healthchecks.validation import check_config_errors
 from monitoring.audit import MASK
 from monitoring.choices import Role, TargetKind
 from monitoring.models import GlobalSettings
-from monitoring.promql import validate_expr
 from notifications.choices import ChannelKind
 from notifications.secrets import split_channel_settings
 
+from .channels import CHANNEL_COMMON_FIELDS, CHANNEL_FIELDS, channel_warnings
 from .errors import ConfigError, Problem
 from .fields import (
     Field,
@@ -23,7 +23,6 @@ from .fields import (
     as_is,
     boolean,
     describe,
-    email,
     join,
     json_value,
     key_name,
@@ -34,13 +33,11 @@ from .fields import (
     number,
     one_of,
     optional,
-    phone_number,
     port,
     positive,
     read_fields,
     secret,
     text,
-    url,
 )
 
 SECTIONS = (
@@ -58,8 +55,6 @@ SECTIONS = (
     "logging",
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
-WEBHOOK_METHODS = ("POST", "PUT", "PATCH", "GET")
 ENCRYPTION_ALGORITHMS = ("AES-256-GCM",)  # the one this system implements
 DEFAULT_CHECK_INTERVAL = 60
 DEFAULT_CHECK_TIMEOUT = 10
@@ -124,17 +119,6 @@ TARGET_FIELDS = {
     "parent": Field(optional(key_name), default=None),
     "enabled": Field(boolean, default=True),
 }
-
-
-def alert_expr(value: Any) -> str:
-    """A rule's PromQL `expr`: empty, or an expression the alert engine can evaluate."""
-    value = text()(value)
-    problem = validate_expr(value) if value.strip() else None
-    if problem:
-        raise Invalid(f"is not a usable alert expression: {problem}")
-    return value
-
-
 RULE_FIELDS = {
     "name": Field(text(200, required=True), required=True),
     "description": Field(text(), default=""),
@@ -150,7 +134,7 @@ RULE_FIELDS = {
     "escalation_policy": Field(optional(key_name), default=None),
     "resolve_after": Field(optional(non_negative), default=None),
     "evaluation_interval": Field(optional(positive), default=None),
-    "expr": Field(alert_expr, default=""),
+    "expr": Field(text(), default=""),
 }
 CHECK_FIELDS = {
     "name": Field(text(200, required=True), required=True),
@@ -175,50 +159,6 @@ POLICY_FIELDS = {
 STEP_FIELDS = {
     "after_minutes": Field(non_negative, required=True),
     "notification_channels": Field(list_of(key_name, unique=True), required=True),
-}
-# Keys every channel section may have besides its kind's settings (columns of the model).
-CHANNEL_COMMON_FIELDS = {
-    "enabled": Field(boolean, default=True),
-    "kind": Field(one_of(ChannelKind.values)),
-    "name": Field(text(200, required=True)),
-    "rate_limit_per_minute": Field(optional(positive), default=None),
-    "template": Field(text(), default=""),
-}
-CHANNEL_FIELDS: dict[str, dict[str, Field]] = {
-    ChannelKind.EMAIL: {
-        "smtp_server": Field(text(253, required=True), required=True),
-        "smtp_port": Field(port),
-        "use_tls": Field(boolean),
-        "use_ssl": Field(boolean),
-        "username": Field(text(254)),
-        "password": Field(secret(text(500))),
-        "from_email": Field(email, required=True),
-        "recipients": Field(list_of(email, unique=True), required=True),
-    },
-    ChannelKind.SLACK: {
-        "webhook_url": Field(secret(url), required=True),
-        "channel": Field(text(100)),
-        "username": Field(text(100)),
-        "icon_emoji": Field(text(100)),
-        "mention_channel": Field(boolean),
-    },
-    ChannelKind.SMS: {
-        "provider": Field(one_of(("twilio",))),
-        "account_sid": Field(text(100, required=True), required=True),
-        "auth_token": Field(secret(text(200, required=True)), required=True),
-        "from_number": Field(phone_number, required=True),
-        "recipients": Field(list_of(phone_number, unique=True), required=True),
-    },
-    ChannelKind.WEBHOOK: {
-        "url": Field(url, required=True),
-        "method": Field(one_of(WEBHOOK_METHODS)),
-        "headers": Field(mapping_of(text(2000))),
-        "timeout": Field(positive),
-    },
-    ChannelKind.PAGERDUTY: {
-        "integration_key": Field(secret(text(200, required=True)), required=True),
-        "severity_mapping": Field(mapping_of(one_of(PAGERDUTY_SEVERITIES))),
-    },
 }
 
 
@@ -507,6 +447,7 @@ def _read_channels(reader: _Reader, document: dict) -> list[ChannelSpec]:
             continue
         common = {name: values.pop(name) for name in CHANNEL_COMMON_FIELDS if name in values}
         common.pop("kind", None)
+        reader.warnings.extend(channel_warnings(path, values))
         config, secrets = split_channel_settings(kind, values)
         channels.append(
             ChannelSpec(
