@@ -12,6 +12,7 @@ from healthchecks.validation import check_config_errors
 from monitoring.audit import MASK
 from monitoring.choices import Role, TargetKind
 from monitoring.models import GlobalSettings
+from monitoring.promql import validate_expr
 from notifications.choices import ChannelKind
 from notifications.secrets import split_channel_settings
 
@@ -119,6 +120,17 @@ TARGET_FIELDS = {
     "parent": Field(optional(key_name), default=None),
     "enabled": Field(boolean, default=True),
 }
+
+
+def alert_expr(value: Any) -> str:
+    """A rule's PromQL `expr`: empty, or an expression the alert engine can evaluate."""
+    value = text()(value)
+    problem = validate_expr(value) if value.strip() else None
+    if problem:
+        raise Invalid(f"is not a usable alert expression: {problem}")
+    return value
+
+
 RULE_FIELDS = {
     "name": Field(text(200, required=True), required=True),
     "description": Field(text(), default=""),
@@ -134,7 +146,7 @@ RULE_FIELDS = {
     "escalation_policy": Field(optional(key_name), default=None),
     "resolve_after": Field(optional(non_negative), default=None),
     "evaluation_interval": Field(optional(positive), default=None),
-    "expr": Field(text(), default=""),
+    "expr": Field(alert_expr, default=""),
 }
 CHECK_FIELDS = {
     "name": Field(text(200, required=True), required=True),
