@@ -220,7 +220,22 @@ CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1) if EMBEDD
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler behind a leader lock in Redis: any number of beat
+# processes may run, one sends (docs/operations.md). A standby takes over at most TTL +
+# RENEW seconds after the leader died; the leader renews every RENEW seconds.
+CELERY_BEAT_SCHEDULER = "monitoring.leader:LeaderScheduler"
+MONITORING_BEAT_LOCK_KEY = env_str("MONITORING_BEAT_LOCK_KEY", "monitoring:beat-leader")
+MONITORING_BEAT_LOCK_TTL = env_float("MONITORING_BEAT_LOCK_TTL", 30.0)
+MONITORING_BEAT_LOCK_RENEW = env_float("MONITORING_BEAT_LOCK_RENEW", MONITORING_BEAT_LOCK_TTL / 3)
+if not 0 < MONITORING_BEAT_LOCK_RENEW < MONITORING_BEAT_LOCK_TTL:
+    raise ImproperlyConfigured(
+        f"MONITORING_BEAT_LOCK_RENEW={MONITORING_BEAT_LOCK_RENEW} must be above 0 and below "
+        f"MONITORING_BEAT_LOCK_TTL={MONITORING_BEAT_LOCK_TTL}"
+    )
+# Each run sent is written back at once, so a standby that takes over knows the last runs.
+CELERY_BEAT_SYNC_EVERY = 1
+# Rows of periodic runs (monitoring.periodic) are kept this many seconds.
+MONITORING_PERIODIC_RUN_RETENTION = env_int("MONITORING_PERIODIC_RUN_RETENTION", 86400)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing must not hang a web request when the broker is away: the outbox sweeper
 # delivers whatever could not be queued.

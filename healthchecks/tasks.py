@@ -3,10 +3,13 @@
 from celery import shared_task
 from django.utils import timezone
 
+from monitoring.periodic import once_per_window
+
 from .choices import HealthStatus
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def dispatch_due_checks_task() -> str:
     """Beat's tick: claim the due checks and queue them in batches. Safe to run twice: a
     claimed check is not due for the second tick."""

@@ -243,3 +243,22 @@ class AuditLogEntry(models.Model):
 
 # Discovery's model lives with its code; importing it here registers it with the app.
 from .discovery.models import DiscoveredTarget  # noqa: E402, F401
+
+
+class PeriodicRun(models.Model):
+    """One run of a periodic job for one window of its interval: the row is the claim
+    (unique per job and window, so a second run of the same window does nothing), then
+    the outcome. monitoring.periodic writes it; the watchdog reads it."""
+
+    job = models.CharField(max_length=200, help_text="The Celery task's name.")
+    window_start = models.DateTimeField()
+    claimed_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True, help_text="Empty while it runs (or if its worker died).")
+    detail = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "window_start"], name="periodicrun_one_per_window")]
+
+    def __str__(self) -> str:
+        return f"{self.job} @ {self.window_start:%Y-%m-%d %H:%M:%S}"

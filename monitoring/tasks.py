@@ -5,12 +5,14 @@ from datetime import UTC
 from celery import shared_task
 from django.utils import timezone
 
+from .periodic import once_per_window
 from .watchdog import connect_worker_signals
 
 connect_worker_signals()  # a worker imports this module: it starts its own watchdog thread when ready
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def cleanup_task() -> str:
     """Remove what is older than the global retention (beat, every cleanup_interval)."""
     from .retention import run_cleanup
@@ -19,6 +21,7 @@ def cleanup_task() -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def maintain_partitions_task() -> str:
     """Create the daily sample partitions of the retention window and the days ahead
     (PostgreSQL; nothing to do on SQLite)."""
@@ -32,6 +35,7 @@ def maintain_partitions_task() -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def collect_system_metrics_task() -> str:
     """Read this host's CPU, memory, disks, load and network and ingest them (beat, every
     collection_interval)."""
@@ -45,6 +49,7 @@ def collect_system_metrics_task() -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def scrape_targets_task() -> str:
     """Claim the Prometheus targets whose interval has passed and hand them to
     scrape_target_batch_task in batches (beat)."""
@@ -63,6 +68,7 @@ def scrape_target_batch_task(target_ids: list[int]) -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def discover_targets_task() -> str:
     """Re-read file_sd/http_sd, scan the configured networks when their interval has passed,
     and ingest the device fleet metrics (beat, every collection_interval)."""

@@ -5,6 +5,8 @@ and return a one-line summary."""
 from celery import shared_task
 from django.utils import timezone
 
+from monitoring.periodic import once_per_window
+
 
 @shared_task(ignore_result=True)
 def deliver_notifications_task(notification_ids: list[int]) -> str:
@@ -15,6 +17,7 @@ def deliver_notifications_task(notification_ids: list[int]) -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def sweep_outbox_task() -> str:
     """Deliver every due row: retries, rows whose task was lost, rows of a worker that died."""
     from .outbox import sweep_outbox
@@ -23,6 +26,7 @@ def sweep_outbox_task() -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def sweep_escalations_task() -> str:
     """Send due escalation steps; notify alerts whose silence or suppression ended."""
     from .services import sweep_escalations
