@@ -372,7 +372,6 @@ def query_range_view(request: HttpRequest) -> HttpResponse:
     steps = query_steps(start_ms, end_ms, step_ms)
     value = _evaluator(steps, request).eval(node)
     templates = points_template(steps)
-    full_template = ",".join(templates)
     if isinstance(value, Scalar):
         series = [({}, value.values, np.ones(len(steps), dtype=bool))]
     else:
@@ -380,13 +379,16 @@ def query_range_view(request: HttpRequest) -> HttpResponse:
             ((item.labels, item.values, item.present) for item in value.series if item.present.any()),
             key=lambda item: label_key(item[0]),
         )
+    # Series present at the same steps (all of them, or all but the first few of a rate())
+    # share one template.
+    by_presence: dict[bytes, str] = {}
     parts = []
     for labels, values, present in series:
-        if present.all():
-            parts.append(_series_json(labels, series_points(full_template, values)))
-        else:
-            template = ",".join([templates[index] for index in np.flatnonzero(present).tolist()])
-            parts.append(_series_json(labels, series_points(template, values[present])))
+        key = present.tobytes()
+        template = by_presence.get(key)
+        if template is None:
+            template = by_presence[key] = ",".join([templates[index] for index in np.flatnonzero(present).tolist()])
+        parts.append(_series_json(labels, series_points(template, values if present.all() else values[present])))
     return _raw_success('{"resultType":"matrix","result":[' + ",".join(parts) + "]}")
 
 
