@@ -20,11 +20,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database and Redis both answer; 503 naming the one that does not.
-    The reason is logged, not returned: the probe needs no login."""
+    """Readiness: 200 "ready" when the database and Redis answer; 200 "degraded" when only
+    Redis does not (pages and the API still answer from the database, pushes are stored, so
+    the web process stays in rotation); 503 "not ready" when the database does not. The
+    reason is logged, not returned: the probe needs no login."""
     checks = {"database": _check_database(), "redis": _check_redis()}
-    ready = all(value == OK for value in checks.values())
-    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+    if checks["database"] != OK:
+        status, code = "not ready", 503
+    elif checks["redis"] != OK:
+        status, code = "degraded", 200
+    else:
+        status, code = "ready", 200
+    return JsonResponse({"status": status, "checks": checks}, status=code)
 
 
 def _check_database() -> str:

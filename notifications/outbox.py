@@ -184,6 +184,9 @@ def per_transaction(kind: type[PerTransactionT], *, create: bool = True) -> PerT
     if not create:
         return None
     current = kind()
+    # Django's robust on_commit logs a failed callback by its __qualname__, which an
+    # instance lacks: without it the log call itself would raise into the commit.
+    current.__qualname__ = kind.__qualname__
     transaction.on_commit(current, robust=True)
     current.owner = connection.run_on_commit
     setattr(connection, attribute, current)
