@@ -1,24 +1,31 @@
 """Admin of alerting: rules (where people edit them), alerts with their history and the
 acknowledge/resolve actions, silences, maintenance windows and escalation policies."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models import Count
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from monitoring.admin_audit import AuditedModelAdmin, EnableDisableAdmin, ReadOnlyAdmin
 from monitoring.audit import client_ip, snapshot
 from monitoring.choices import AuditSource
 from monitoring.models import Series
+from monitoring.promql import PromQLError
 
 from .choices import AlertState
-from .engine import RuleSpecError
+from .engine import RuleSpecError, Transition
 from .evaluation import default_evaluation_interval, spec_for_rule
 from .lifecycle import AlertStateError, acknowledge_alert, resolve_alert, set_rule_enabled
 from .models import Alert, AlertEvent, AlertRule, EscalationPolicy, EscalationStep, MaintenanceWindow, Silence
@@ -27,6 +34,10 @@ from .silencing import SilenceError, expire_silence, parse_matchers, refresh_sil
 
 SILENCE_ACTION_HOURS = 1
 PREVIEW_DAYS = 7
+# The periods the preview of the form as edited offers, in hours (the last is the default).
+PREVIEW_PERIOD_HOURS = (6, 24, PREVIEW_DAYS * 24)
+PREVIEW_TRANSITIONS_SHOWN = 50  # the latest ones; the summary counts them all
+PREVIEW_CHART_WIDTH = 600
 
 
 @dataclass(frozen=True)
@@ -39,22 +50,32 @@ class RulePreview:
     firing_seconds: float  # alert-seconds spent firing, summed over series
     evaluations: int
     interval_s: int
+    transitions: tuple[Transition, ...] = ()  # every would-be transition, in time order
+    firing_per_step: tuple[int, ...] = ()  # alerts firing after each evaluation
 
 
-def preview_rule(rule: AlertRule, now: datetime, days: int = PREVIEW_DAYS) -> RulePreview:
+def preview_rule(rule: AlertRule, now: datetime, days: float = PREVIEW_DAYS) -> RulePreview:
     """Replay `rule` through the engine over the last `days` of stored samples, at its
-    evaluation interval. Works on an unsaved rule too."""
+    evaluation interval. Works on an unsaved rule too (the admin form as edited). Raises
+    RuleSpecError for a rule the engine cannot evaluate and PromQLError for an expression
+    that fails on the stored data."""
     start = now - timedelta(days=days)
     interval = rule.evaluation_interval or default_evaluation_interval()
     steps = replay_stored_history(spec_for_rule(rule), start=start, end=now, interval_s=interval)
-    fired = [t for step in steps for t in step.transitions if t.to_state == AlertState.ACTIVE]
-    matchers = rule.matchers or {}
-    stored = Series.objects.filter(name=rule.metric, last_ts__gte=int(start.timestamp() * 1000))
-    matched = [
-        labels
-        for labels in stored.values_list("labels", flat=True)
-        if all(labels.get(name, "") == value for name, value in matchers.items())
-    ]
+    transitions = tuple(t for step in steps for t in step.transitions)
+    fired = [t for t in transitions if t.to_state == AlertState.ACTIVE]
+    if rule.expr:
+        # Every series of an expression's result holds: the series seen are those that
+        # were pending or firing at some evaluation.
+        matched = {frozenset(labels.items()) for step in steps for labels in (*step.firing, *step.pending)}
+    else:
+        matchers = rule.matchers or {}
+        stored = Series.objects.filter(name=rule.metric, last_ts__gte=int(start.timestamp() * 1000))
+        matched = [
+            labels
+            for labels in stored.values_list("labels", flat=True)
+            if all(labels.get(name, "") == value for name, value in matchers.items())
+        ]
     return RulePreview(
         fired=len(fired),
         firing_series=len({t.fingerprint for t in fired}),
@@ -62,7 +83,43 @@ def preview_rule(rule: AlertRule, now: datetime, days: int = PREVIEW_DAYS) -> Ru
         firing_seconds=sum(len(step.firing) for step in steps) * interval,
         evaluations=len(steps),
         interval_s=interval,
+        transitions=transitions,
+        firing_per_step=tuple(len(step.firing) for step in steps),
     )
+
+
+def preview_summary(rule: AlertRule, result: RulePreview, how: str) -> str:
+    """The preview in one sentence; `how` says which rule was replayed ("as saved")."""
+    every = f"{result.evaluations} evaluations every {result.interval_s} s, {how}"
+    if not result.matched_series:
+        if rule.expr:
+            return f"Never: the expression returned no series in the period ({every})."
+        return f"Never: no series of {rule.metric!r} matching the rule has samples in the period ({every})."
+    if not result.fired:
+        return f"Never, on {result.matched_series} series ({every})."
+    hours = result.firing_seconds / 3600
+    return (
+        f"{result.fired} time(s), on {result.firing_series} of {result.matched_series} series, "
+        f"firing {hours:.1f} alert-hours in all ({every})."
+    )
+
+
+def firing_chart(counts: Sequence[int], width: int = PREVIEW_CHART_WIDTH, height: int = 40) -> dict[str, Any]:
+    """An SVG polyline of the alerts firing over the period, at most one point per pixel
+    (the most firing at any evaluation of each column)."""
+    if not counts:
+        return {}
+    columns = min(width, len(counts))
+    per = len(counts) / columns
+    peaks = [max(counts[int(i * per) : max(int((i + 1) * per), int(i * per) + 1)]) for i in range(columns)]
+    top = max(peaks) or 1
+    step = width / max(columns - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - 2 - (peak / top) * (height - 4):.1f}" for i, peak in enumerate(peaks))
+    return {"points": points, "width": width, "height": height, "peak": max(peaks)}
+
+
+def _period_text(hours: int) -> str:
+    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} hours"
 
 
 def label_text(labels: dict) -> str:
@@ -101,8 +158,17 @@ class AlertRuleForm(forms.ModelForm):
             "escalation_policy",
         ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "metric" in self.fields:
+            # A rule with a PromQL `expr` reads the metrics its expression names (clean()
+            # requires a metric of the others).
+            self.fields["metric"].required = False
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if "metric" in self.fields and not data.get("metric") and not (data.get("expr") or "").strip():
+            self.add_error("metric", "Give a metric, or a PromQL expression in `expr`.")
         # The fields refuse an unknown comparison and a negative duration; the engine's own
         # checks then make the admin accept exactly the rules the engine can evaluate.
         if not self.errors:
@@ -116,6 +182,10 @@ class AlertRuleForm(forms.ModelForm):
 @admin.register(AlertRule)
 class AlertRuleAdmin(AuditedModelAdmin):
     form = AlertRuleForm
+
+    class Media:
+        js = ["vendor/htmx/htmx.min.js"]
+
     list_display = [
         "name",
         "key",
@@ -153,21 +223,93 @@ class AlertRuleAdmin(AuditedModelAdmin):
     @admin.display(description="would have fired")
     def preview(self, obj: AlertRule | None) -> str:
         if obj is None or obj.pk is None:
-            return "Save the rule to see how often it would have fired over stored data."
-        try:
-            result = preview_rule(obj, timezone.now())
-        except RuleSpecError as exc:
-            return f"No preview: {exc}."
-        every = f"{result.evaluations} evaluations every {result.interval_s} s, as saved"
-        if not result.matched_series:
-            return f"Never: no series of {obj.metric!r} matching the rule has samples in the period ({every})."
-        if not result.fired:
-            return f"Never, on {result.matched_series} series ({every})."
-        hours = result.firing_seconds / 3600
-        return (
-            f"{result.fired} time(s), on {result.firing_series} of {result.matched_series} series, "
-            f"firing {hours:.1f} alert-hours in all ({every})."
+            saved = "Replay the form as edited to see how often the rule would have fired over stored data."
+            url = reverse("admin:alerts_alertrule_preview_new")
+        else:
+            try:
+                saved = preview_summary(obj, preview_rule(obj, timezone.now()), "as saved")
+            except (RuleSpecError, PromQLError) as exc:
+                saved = f"No preview: {exc}."
+            url = reverse("admin:alerts_alertrule_preview", args=[obj.pk])
+        options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            ((h, " selected" if h == PREVIEW_PERIOD_HOURS[-1] else "", _period_text(h)) for h in PREVIEW_PERIOD_HOURS),
         )
+        # htmx posts the whole change form (it is the button's form) without saving it.
+        return format_html(
+            '<p>{}</p><p class="rule-preview-controls"><button type="button" class="button" hx-post="{}" '
+            'hx-target="#rule-preview" hx-swap="innerHTML" hx-indicator="#rule-preview">Preview the form as '
+            'edited</button> over the last <select name="preview_hours" aria-label="Preview period">{}</select>'
+            '</p><div id="rule-preview" aria-live="polite"></div>',
+            saved,
+            url,
+            options,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("preview/", view, name="alerts_alertrule_preview_new"),
+            path("<path:object_id>/preview/", view, name="alerts_alertrule_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:
+        """Replay the posted rule form, as edited and unsaved, over stored history: the
+        form's own validation decides what may be replayed (its errors are the answer,
+        400), and nothing is written. Needs the permission the form itself needs: change
+        for a stored rule, add for a new one."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = None
+        if object_id is not None:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None:
+                return self._preview_response(request, errors=[f"There is no alert rule {object_id}."], status=404)
+            if not self.has_change_permission(request, obj):
+                raise PermissionDenied
+        elif not self.has_add_permission(request):
+            raise PermissionDenied
+        try:
+            hours = int(request.POST.get("preview_hours", PREVIEW_PERIOD_HOURS[-1]))
+        except ValueError:
+            hours = 0
+        if hours not in PREVIEW_PERIOD_HOURS:
+            choices = ", ".join(str(h) for h in PREVIEW_PERIOD_HOURS)
+            return self._preview_response(request, errors=[f"preview_hours: choose one of {choices}."], status=400)
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, request.FILES, instance=obj)
+        if not form.is_valid():
+            errors = [
+                f"{form.fields[name].label if name in form.fields else 'Rule'}: {message}"
+                for name, messages_ in form.errors.items()
+                for message in messages_
+            ]
+            return self._preview_response(request, errors=errors, status=400)
+        rule = form.instance  # the posted values, in memory only: the row is not touched
+        try:
+            result = preview_rule(rule, timezone.now(), days=hours / 24)
+        except (RuleSpecError, PromQLError) as exc:
+            return self._preview_response(request, errors=[f"No preview: {exc}."], status=200)
+        shown = result.transitions[-PREVIEW_TRANSITIONS_SHOWN:]
+        return self._preview_response(
+            request,
+            summary=preview_summary(rule, result, f"as edited, over the last {_period_text(hours)}"),
+            transitions=[
+                {
+                    "at": t.at,
+                    "labels": label_text(dict(t.labels)),
+                    "change": f"{t.from_state or 'new'} → {t.to_state}",
+                    "value": t.value,
+                }
+                for t in reversed(shown)
+            ],
+            hidden=len(result.transitions) - len(shown),
+            chart=firing_chart(result.firing_per_step),
+        )
+
+    def _preview_response(self, request: HttpRequest, status: int = 200, **context: Any) -> HttpResponse:
+        return TemplateResponse(request, "alerts/rule_preview.html", context, status=status)
 
     def save_form(self, request: HttpRequest, form: Any, change: bool) -> AlertRule:
         rule = super().save_form(request, form, change)
