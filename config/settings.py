@@ -237,12 +237,30 @@ CELERY_BEAT_SYNC_EVERY = 1
 # Rows of periodic runs (monitoring.periodic) are kept this many seconds.
 MONITORING_PERIODIC_RUN_RETENTION = env_int("MONITORING_PERIODIC_RUN_RETENTION", 86400)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Publishing must not hang a web request when the broker is away: the outbox sweeper
-# delivers whatever could not be queued.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+# Reliability (docs/decisions.md, "Operations"). Publishing must not hang a web request when
+# the broker is away: the outbox sweeper delivers whatever could not be queued. A message
+# unacknowledged for visibility_timeout goes back to its queue: an hour is longer than any
+# countdown used (evaluation on ingest <= 1 s, the database-error retries <= 60 s) and than
+# the task time limit, so a running task is never handed to a second worker. The Redis
+# client checks an idle connection every 25 s and keeps TCP keepalive on, which is what a
+# heartbeat does for AMQP (Redis has none).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+}
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+# One message at a time per pool process: a slow task never holds others back unstarted.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Every task is safe to run twice (row claims, windows), so a message is acknowledged after
+# its task ran: a worker that dies mid-task loses nothing. A pool process killed by the OS is
+# not redelivered (no poison-message loop); the sweepers and the next window redo its work.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+# Losing the broker connection cancels the running acknowledged-late tasks, whose messages
+# come back: Celery 6's default, and no work finishes that could not be acknowledged.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TIMEZONE = "UTC"
@@ -261,16 +279,22 @@ HEALTHCHECK_CLAIM_TIMEOUT = env_int("HEALTHCHECK_CLAIM_TIMEOUT", 600)  # a claim
 HEALTHCHECK_RUN_REQUEST_TIMEOUT = env_float("HEALTHCHECK_RUN_REQUEST_TIMEOUT", 15.0)  # POST run waits this long
 HEALTHCHECK_OUTPUT_LIMIT = env_int("HEALTHCHECK_OUTPUT_LIMIT", 64 * 1024)  # bytes of custom stdout/stderr kept
 HEALTHCHECK_PING_METHOD = env_str("HEALTHCHECK_PING_METHOD", "auto")  # auto | socket | command
-HEALTHCHECK_QUEUE = env_str("HEALTHCHECK_QUEUE", "")  # Celery queue of check batches ("" = the default)
+HEALTHCHECK_QUEUE = env_str("HEALTHCHECK_QUEUE", "healthchecks")  # Celery queue of check tasks ("" = the default)
 if HEALTHCHECK_PING_METHOD not in ("auto", "socket", "command"):
     raise ImproperlyConfigured(f"HEALTHCHECK_PING_METHOD={HEALTHCHECK_PING_METHOD!r} is not auto, socket or command")
 
-# --- Notifications ----------------------------------------------------------------------
-# Deliveries and outbox/escalation sweeps run on their own queue, so a flood of evaluations
-# or checks never delays a page. A worker started without -Q (runmonitor's) consumes every
-# queue listed here; a dedicated notifications worker is `celery -A config worker -Q notifications`.
+# --- Notifications and the queues ---------------------------------------------------------
+# Three queues: `celery` (ingestion, scrapes, collection, discovery, evaluation, cleanup),
+# HEALTHCHECK_QUEUE (check dispatch and batches) and NOTIFICATIONS_QUEUE (deliveries,
+# outbox and escalation sweeps), so a flood of slow checks or evaluations never delays a
+# page. A worker started without -Q (runmonitor's) consumes every queue listed here; a
+# dedicated one is `celery -A config worker -Q notifications` (docs/operations.md).
 NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE", "notifications")
-CELERY_TASK_ROUTES = {"notifications.tasks.*": {"queue": NOTIFICATIONS_QUEUE}}
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "notifications.tasks.*": {"queue": NOTIFICATIONS_QUEUE},
+    **({"healthchecks.tasks.*": {"queue": HEALTHCHECK_QUEUE}} if HEALTHCHECK_QUEUE else {}),
+}
 CELERY_TASK_QUEUES = {
     name: {"exchange": name, "routing_key": name}
     for name in dict.fromkeys(["celery", NOTIFICATIONS_QUEUE, HEALTHCHECK_QUEUE])

@@ -7,7 +7,12 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from . import signals
+        from .checks import check_redis_eviction_policy
+
+        checks.register(check_redis_eviction_policy, "redis")
         from .models import GlobalSettings
 
         post_migrate.connect(signals.sync_schedule_after_migrate, sender=self, dispatch_uid="monitoring-schedule-sync")
