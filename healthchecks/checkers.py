@@ -1,6 +1,7 @@
 """The checkers: one probe per kind of health check, run concurrently on one asyncio loop.
 The base `Checker.run` times the probe, enforces the timeout and turns any error into a
-failed result with a readable message. Pure: check specs in, outcomes out, no ORM."""
+failed result with a readable message. Every connection a probe makes obeys the outbound
+policy (monitoring.outbound). Pure: check specs in, outcomes out, no ORM."""
 
 import asyncio
 import contextlib
@@ -90,6 +91,8 @@ class CheckError(Exception):
 
 def describe_error(exc: BaseException) -> str:
     """A readable one-line reason for an exception raised by a probe."""
+    if isinstance(exc, outbound.OutboundDenied):
+        return str(exc)
     # aiohttp's connector errors also subclass the ssl and OS errors they wrap: unwrap first.
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return describe_error(exc.certificate_error)
@@ -280,7 +283,8 @@ class TcpChecker(Checker):
     async def probe(self, check: CheckSpec, now: datetime) -> ProbeResult:
         host, port = _host_and_port(check)
         started = time.perf_counter()
-        _, writer = await asyncio.open_connection(host, port, happy_eyeballs_delay=0.25)
+        # Resolved and checked against the outbound policy, then connected to a checked address.
+        _, writer = await outbound.open_connection(host, port)
         elapsed = time.perf_counter() - started
         peer = writer.get_extra_info("peername")
         writer.close()
@@ -441,15 +445,18 @@ class PingChecker(Checker):
         # Keep a margin under the timeout so heavy loss ends as a loss figure, not a timeout.
         budget = max(0.5, check.timeout - 0.3)
         method = self.session.options.ping_method
+        # Every address of the name must pass the outbound policy; the echo requests (and the
+        # system `ping`) then go to the address checked, never to a second DNS answer.
+        address = (await outbound.resolve_checked_async(host, 0))[0]
         stats = None
         if method in ("auto", "socket"):
             try:
-                stats = await ping_with_socket(host, count, budget)
+                stats = await ping_with_socket(address, count, budget)
             except IcmpUnavailableError:
                 if method == "socket":
                     raise CheckError("ICMP sockets are not permitted for this process") from None
         if stats is None:
-            stats = await ping_with_command(host, count, budget)
+            stats = await ping_with_command(address, count, budget)
         details: dict[str, Any] = {
             "host": host,
             "method": stats.method,
@@ -662,7 +669,7 @@ def _certificate_facts(der: bytes, now: datetime) -> dict[str, Any]:
 
 
 async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, server_name: str | None) -> bytes:
-    _, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=server_name)
+    _, writer = await outbound.open_connection(host, port, ssl=context, server_hostname=server_name)
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     finally:
@@ -769,6 +776,9 @@ class DnsChecker(Checker):
         nameserver = check.config.get("nameserver")
         resolver = dns.asyncresolver.Resolver(configure=nameserver is None)
         if nameserver is not None:
+            # The policy applies to the server the check talks to (the name queried is data,
+            # not a destination); the system's own resolvers are the machine's configuration.
+            outbound.check_address(str(nameserver))
             resolver.nameservers = [nameserver]
             resolver.port = int(check.config.get("port", 53))
         resolver.lifetime = check.timeout

@@ -1,16 +1,19 @@
 """The outbound network policy: connections made on behalf of configuration (webhooks, HTTP
-checks, scrapes, discovery) may not reach MONITORING_OUTBOUND_DENY networks and, when
-MONITORING_OUTBOUND_ALLOW is set, only reach those. It is enforced when the connection is
-made, on every address the host resolves to, so a redirect or a DNS answer cannot route
-around it: httpx clients get a guarded network backend, aiohttp a guarded resolver and
-socket factory, raw sockets `check_address`."""
+checks, scrapes, discovery, SMTP, TCP/TLS/DNS/ping checks) may not reach
+MONITORING_OUTBOUND_DENY networks and, when MONITORING_OUTBOUND_ALLOW is set, only reach
+those. It is enforced when the connection is made, on every address the host resolves to,
+so a redirect or a DNS answer cannot route around it: httpx clients get a guarded network
+backend, aiohttp a guarded resolver and socket factory, plain sockets `create_connection`
+(blocking) and `open_connection` (asyncio), which connect to the very address checked."""
 
+import asyncio
 import errno
 import ipaddress
 import socket
+from asyncio import staggered
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import anyio
@@ -79,8 +82,16 @@ def _build_policy(deny: tuple[str, ...], allow: tuple[str, ...]) -> OutboundPoli
     )
 
 
+# The embedded default of MONITORING_OUTBOUND_DENY (config/settings.py): the cloud metadata addresses.
+DEFAULT_DENY = ("169.254.169.254/32", "fd00:ec2::254/128")
+
+
 def current_policy() -> OutboundPolicy:
-    """The policy of the current settings (read per connection, so a changed setting applies)."""
+    """The policy of the current settings (read per connection, so a changed setting applies).
+    A process without Django settings (a script running the checkers alone) gets the
+    embedded default rather than no policy at all."""
+    if not settings.configured:
+        return _build_policy(DEFAULT_DENY, ())
     return _build_policy(
         tuple(getattr(settings, "MONITORING_OUTBOUND_DENY", ()) or ()),
         tuple(getattr(settings, "MONITORING_OUTBOUND_ALLOW", ()) or ()),
@@ -116,6 +127,56 @@ async def resolve_checked_async(host: str, port: int) -> list[str]:
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     check_addresses(host, addresses)
     return addresses
+
+
+# --- plain sockets: resolve, check, connect to the checked address ------------------------------
+
+
+def create_connection(
+    host: str, port: int, timeout: float | None = None, source_address: tuple[str, int] | None = None
+) -> socket.socket:
+    """socket.create_connection under the policy: `host` is resolved here, every address is
+    checked (OutboundDenied, before any connection), and the connection goes to an address
+    that was checked, the next one when it fails."""
+    addresses = resolve_checked(host, port)
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout, source_address)
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"no address for {host}")
+
+
+HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305's suggestion: start the next address after this
+
+
+async def _connect_socket(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:  # a failed attempt, or one cancelled because another won the race
+        sock.close()
+        raise
+    return sock
+
+
+async def open_connection(host: str, port: int, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio.open_connection under the policy, as create_connection: the checked addresses
+    are tried as asyncio itself does for a name (happy eyeballs: the next one starts after
+    HAPPY_EYEBALLS_DELAY_S), so an unreachable IPv6 address does not cost the whole timeout.
+    With `ssl`, TLS still names and verifies `host` (server_hostname), not the address."""
+    addresses = await resolve_checked_async(host, port)
+    if kwargs.get("ssl"):
+        kwargs.setdefault("server_hostname", host)
+    # asyncio.staggered is what loop.create_connection races addresses with.
+    attempts = [partial(_connect_socket, address, port) for address in addresses]
+    sock, _, errors = await staggered.staggered_race(attempts, HAPPY_EYEBALLS_DELAY_S)
+    if sock is None:
+        raise next((e for e in reversed(errors) if e is not None), None) or OSError(f"no address for {host}")
+    return await asyncio.open_connection(sock=sock, **kwargs)
 
 
 # --- httpx: a network backend that resolves, checks and connects to the checked address ------

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -841,6 +842,23 @@ class SmsSender(Sender):
         return ""
 
 
+class _PolicySMTP(smtplib.SMTP):
+    """smtplib's client connecting under the outbound policy: the server's name is resolved
+    and checked, and the connection made to a checked address; STARTTLS still verifies the
+    name (smtplib keeps it as `_host`)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return outbound.create_connection(host, port, timeout, self.source_address)
+
+
+class _PolicySMTPSSL(smtplib.SMTP_SSL):
+    """Implicit TLS (port 465) under the outbound policy, verifying the server's name."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = outbound.create_connection(host, port, timeout, self.source_address)
+        return self.context.wrap_socket(sock, server_hostname=self._host)
+
+
 class EmailSender(Sender):
     """SMTP with STARTTLS (`use_tls`) or implicit TLS (`use_ssl`) and login; one message with
     a plain-text and an HTML part to all recipients."""
@@ -899,17 +917,19 @@ class EmailSender(Sender):
         port = int(settings.get("smtp_port") or (465 if use_ssl else 587 if use_tls else 25))
         try:
             if use_ssl:
-                smtp = smtplib.SMTP_SSL(
-                    settings["smtp_server"], port, timeout=message.timeout, context=self.tls_context()
-                )
+                context = self.tls_context()
+                smtp = _PolicySMTPSSL(settings["smtp_server"], port, timeout=message.timeout, context=context)
             else:
-                smtp = smtplib.SMTP(settings["smtp_server"], port, timeout=message.timeout)
+                smtp = _PolicySMTP(settings["smtp_server"], port, timeout=message.timeout)
             with smtp:
                 if use_tls and not use_ssl:
                     smtp.starttls(context=self.tls_context())
                 if settings.get("username"):
                     smtp.login(settings["username"], settings.get("password") or "")
                 refused = smtp.send_message(email)
+        except outbound.OutboundDenied as exc:
+            # Configuration, not a passing fault: retrying cannot help.
+            raise SendError(str(exc), permanent=True) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             text = "; ".join(
