@@ -3,8 +3,10 @@
 
 import logging
 
+import redis
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import DataError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
@@ -78,6 +80,18 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+class ServiceUnavailable(exceptions.APIException):
+    """A dependency (the database, Redis) did not answer: 503 with Retry-After, since trying
+    again shortly is what the client should do; nothing of the request was kept."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.wait = settings.MONITORING_RETRY_AFTER  # DRF turns it into the Retry-After header
+
+
 def _message_for(exc: exceptions.APIException, data) -> str:
     if isinstance(exc, exceptions.ValidationError):
         return "The request is invalid; see details for each field."
@@ -96,6 +110,13 @@ def exception_handler(exc, context):
         # 64-bit integers, PostgreSQL's column types): the request's fault, not a crash.
         log.warning("value out of range in %s: %s", context.get("view").__class__.__name__, exc)
         exc = exceptions.ValidationError({"non_field_errors": ["A value in the request is out of range."]})
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is restarting or unreachable: the request can simply be sent again.
+        log.warning("database unavailable in %s: %s", context.get("view").__class__.__name__, exc)
+        exc = ServiceUnavailable("The database is unavailable; try again shortly.")
+    elif isinstance(exc, redis.RedisError):
+        log.warning("redis unavailable in %s: %s", context.get("view").__class__.__name__, exc)
+        exc = ServiceUnavailable("Redis is unavailable; try again shortly.")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):
@@ -109,7 +130,7 @@ def exception_handler(exc, context):
     details = data if isinstance(exc, exceptions.ValidationError) else {}
     if isinstance(details, list):
         details = {"non_field_errors": details}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+    if isinstance(exc, (exceptions.Throttled, ServiceUnavailable)) and exc.wait is not None:
         details = {"retry_after": int(exc.wait)}
     code = None
     if isinstance(exc, exceptions.APIException) and response.status_code not in ERROR_CODES:

@@ -4,16 +4,21 @@ degraded, an alert transition commits its outbox row and is delivered once Redis
 with the database cut (a TCP proxy in front of PostgreSQL, or an unreachable SQLite file)
 /readyz and the push API answer 503, and a task retries until the database answers again."""
 
+import contextlib
 import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_retry
+from django.db import connection, connections
 from django.utils import timezone
 
 from alerts.evaluation import evaluate_rules
@@ -25,6 +30,8 @@ from monitoring.redis import redis_client
 from notifications.choices import NotificationStatus
 from notifications.models import Notification, NotificationChannel
 from notifications.outbox import sweep_outbox
+from notifications.tasks import sweep_outbox_task
+from tests.notifications.conftest import shared_db  # noqa: F401 (a fixture: the database, committed, on a file)
 from tests.notifications.servers import Receiver
 
 
@@ -102,6 +109,116 @@ def own_redis(settings, tmp_path) -> Iterator[OwnRedis]:
         redis_client.cache_clear()
 
 
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in front of `upstream`: cut() closes the listener and every
+    connection through it (clients see a dead server), restore() listens again on the port."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.open: set[socket.socket] = set()
+        self.listener: socket.socket | None = None
+
+    def restore(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        if self.listener is not None:
+            # shutdown() first: a plain close() does not wake the thread blocked in accept(),
+            # which would go on accepting on Linux.
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for sock in self.open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self.open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.open.update((client, server))
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class DatabaseSwitch:
+    """Makes the configured database unavailable and available again for every thread's next
+    connection: PostgreSQL through a TcpProxy that is cut, SQLite (a file) by pointing the
+    settings at a file that cannot be opened."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.settings = connections.settings["default"]
+        self.original = dict(self.settings)
+        self.proxy: TcpProxy | None = None
+        if connection.vendor == "postgresql":
+            self.proxy = TcpProxy((self.original["HOST"] or "127.0.0.1", int(self.original["PORT"] or 5432)))
+            self.proxy.restore()
+            self.settings.update(HOST="127.0.0.1", PORT=str(self.proxy.port))
+        self.unopenable = str(tmp_path / "no-such-directory" / "db.sqlite3")
+        connection.close()
+
+    def cut(self) -> None:
+        if self.proxy is not None:
+            self.proxy.cut()
+        else:
+            self.settings["NAME"] = self.unopenable
+        connection.close()
+
+    def restore(self) -> None:
+        if self.proxy is not None:
+            self.proxy.restore()
+        else:
+            self.settings["NAME"] = self.original["NAME"]
+        connection.close()
+
+    def undo(self) -> None:
+        self.settings.clear()
+        self.settings.update(self.original)
+        if self.proxy is not None:
+            self.proxy.cut()
+        connection.close()
+
+
+@pytest.fixture
+def database_switch(shared_db, tmp_path) -> Iterator[DatabaseSwitch]:  # noqa: F811
+    from django.contrib.auth.models import Group, Permission
+
+    from monitoring.roles import sync_role_groups
+
+    sync_role_groups(Group, Permission)  # a transactional test starts without the migrations' groups
+    switch = DatabaseSwitch(tmp_path)
+    try:
+        yield switch
+    finally:
+        switch.undo()
+
+
 def push(client, key: str, samples: list[dict]):
     return client.post(
         "/api/metrics", data=json.dumps({"samples": samples}), content_type="application/json", HTTP_X_API_KEY=key
@@ -157,7 +274,7 @@ def test_alert_during_outage_commits_its_outbox_row_and_is_delivered_once_after(
         rule.channels.set([channel])
         own_redis.stop()
 
-        now = timezone.now()
+        now = timezone.now().replace(microsecond=0)  # as stored: the evaluation at `now` sees the sample
         ingest_samples([SampleIn("temp_c", {"room": "a"}, 80.0, now.timestamp())], now=now)
         summary = evaluate_rules([rule.pk], now=now)  # the broker is away when its transaction commits
 
@@ -174,4 +291,57 @@ def test_alert_during_outage_commits_its_outbox_row_and_is_delivered_once_after(
         row.refresh_from_db()
         assert row.status == NotificationStatus.SENT
     finally:
+        receiver.close()
+
+
+# --- Database down -------------------------------------------------------------------------------
+
+
+def test_push_answers_503_with_retry_after_while_the_database_is_down(database_switch, client, api_keys):
+    database_switch.cut()
+    response = push(client, api_keys["viewer"], [{"metric": "door_open", "value": 1}])
+    assert response.status_code == 503
+    assert response["Retry-After"] == "10"
+    error = response.json()["error"]
+    assert error["code"] == "unavailable"
+    assert "database is unavailable" in error["message"]
+    assert client.get("/readyz").status_code == 503
+
+    database_switch.restore()
+    assert push(client, api_keys["viewer"], [{"metric": "door_open", "value": 1}]).status_code == 200
+    assert Series.objects.filter(name="door_open").count() == 1
+
+
+def test_a_task_retries_through_a_database_blip_and_completes(database_switch, own_redis, settings):
+    """The outbox sweep starts while the database is cut: it fails with OperationalError, is
+    retried by the worker with backoff, and delivers once the database is back."""
+    settings.MONITORING_WATCHDOG_IN_WORKER = False
+    receiver = Receiver()
+    retries: list[str] = []
+
+    def on_retry(sender=None, reason=None, **kwargs) -> None:
+        retries.append(getattr(reason, "exc", reason).__class__.__name__)  # a Retry, carrying the error
+
+    task_retry.connect(on_retry, weak=False)
+    try:
+        channel = NotificationChannel.objects.create(
+            name="ops", key="ops", kind="webhook", config={"url": f"{receiver.url}/hook", "timeout": 2}
+        )
+        rule = AlertRule.objects.create(name="hot", key="hot", metric="temp_c", comparison=">", threshold=50)
+        alert = Alert.objects.create(rule=rule, fingerprint="a" * 32, labels={}, severity="high", state="active")
+        row = Notification.objects.create(
+            alert=alert, channel=channel, event="firing", status=NotificationStatus.PENDING, idempotency_key="b" * 32
+        )
+        database_switch.cut()
+        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            sweep_outbox_task.apply_async(queue=settings.NOTIFICATIONS_QUEUE)
+            wait_until(lambda: retries, timeout=30, what="the sweep's first retry")
+            database_switch.restore()
+            wait_until(lambda: receiver.requests, timeout=60, what="the delivery after the database returned")
+        assert retries[0] == "OperationalError"
+        assert [request.path for request in receiver.requests] == ["/hook"]
+        row.refresh_from_db()
+        assert row.status == NotificationStatus.SENT
+    finally:
+        task_retry.disconnect(on_retry)
         receiver.close()
