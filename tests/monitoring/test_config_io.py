@@ -343,6 +343,19 @@ BROKEN = {
         _set("notifications.sms.recipients", ["+1987654321", "555-1234"]),
         "notifications.sms.recipients[1]: '555-1234' is not a phone number in international form",
     ),
+    "bad webhook format": (
+        _set("notifications.webhook.format", "xml"),
+        "notifications.webhook.format: 'xml' is not one of json alertmanager",
+    ),
+    "bad channel timeout": (
+        _set("notifications.webhook.timeout", 0),
+        "notifications.webhook.timeout: 0 is not a number of seconds above 0 and at most 300",
+    ),
+    "unknown key of a channel": (
+        _set("notifications.pagerduty.event_url", "https://events.example.com"),
+        "notifications.pagerduty.event_url: unknown key (known: enabled, kind, name, rate_limit_per_minute, "
+        "template, integration_key, severity_mapping, events_url, timeout, events)",
+    ),
     "unknown section": (_set("alerting_rules", {}), "alerting_rules: unknown section (known: global, metrics,"),
     "unknown role": (
         _set("security.authorization.roles.superuser", ["everything"]),
