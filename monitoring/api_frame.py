@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -114,7 +115,7 @@ def exception_handler(exc, context):
         # The database is restarting or unreachable: the request can simply be sent again.
         log.warning("database unavailable in %s: %s", context.get("view").__class__.__name__, exc)
         exc = ServiceUnavailable("The database is unavailable; try again shortly.")
-    elif isinstance(exc, redis.RedisError):
+    elif isinstance(exc, (redis.RedisError, BrokerError)):
         log.warning("redis unavailable in %s: %s", context.get("view").__class__.__name__, exc)
         exc = ServiceUnavailable("Redis is unavailable; try again shortly.")
     elif isinstance(exc, Http404):

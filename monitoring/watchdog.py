@@ -538,6 +538,7 @@ def start_worker_watchdog(**_: object) -> None:
     if settings.MONITORING_WATCHDOG_IN_WORKER and _worker_watchdog is None:
         _worker_watchdog = WorkerWatchdog()
         _worker_watchdog.start()
+        log.info("watchdog thread started: a round whenever none ran for two watchdog intervals")
 
 
 def stop_worker_watchdog(**_: object) -> None:
@@ -545,6 +546,7 @@ def stop_worker_watchdog(**_: object) -> None:
     if _worker_watchdog is not None:
         _worker_watchdog.stop()
         _worker_watchdog = None
+        log.info("watchdog thread stopped")
 
 
 def connect_worker_signals() -> None:

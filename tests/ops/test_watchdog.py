@@ -2,12 +2,18 @@
 rules it evaluates and notifies through every working channel, the workers' own round when
 beat stopped, and the dead-man call after a healthy round only."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -263,3 +269,30 @@ def test_publish_failures_are_counted_across_processes_once_redis_answers():
     watchdog.note_publish_failure()
     assert watchdog.publish_failures_total() == before + 2
     assert int(redis_client().get(watchdog.PUBLISH_FAILURES_KEY)) == before + 2  # flushed to the shared counter
+
+
+
+def test_a_worker_starts_its_watchdog_thread_when_ready_and_stops_it_on_shutdown(tmp_path):
+    """A real `celery worker` (in-memory broker, a database of its own): the thread starts
+    once the worker is ready and stops with it."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MONITORING_VAR_DIR")},
+        "MONITORING_VAR_DIR": str(tmp_path),
+        "MONITORING_WATCHDOG_IN_WORKER": "true",
+        "LOG_STREAM": "stderr",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "config", "-b", "memory://", "worker", "-P", "solo", "-l", "INFO"]
+    worker = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(worker.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("watchdog thread started" in line for line in lines):
+            assert worker.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        reader.join(5)
+    assert any("watchdog thread stopped" in line for line in lines), "".join(lines)
