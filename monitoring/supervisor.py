@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger("runmonitor")
 
-DJANGO_CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The settings' scheduler (monitoring.leader:LeaderScheduler): several beats, one sends.
+BEAT_SCHEDULER = "monitoring.leader:LeaderScheduler"
 
 
 class SupervisorError(Exception):
@@ -27,6 +28,7 @@ class SupervisorError(Exception):
 class ProcessSpec:
     name: str
     argv: tuple[str, ...]
+    pass_fds: tuple[int, ...] = ()  # listening sockets the child inherits
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,40 @@ class ExitedProcess:
     returncode: int
 
 
-def web_process(*, host: str, port: int, extra_ports: Sequence[int] = (), application: str) -> ProcessSpec:
+def web_process(
+    *, host: str, port: int, extra_ports: Sequence[int] = (), application: str, name: str = "web"
+) -> ProcessSpec:
     """Daphne serving `application` (HTTP and websockets) on host:port and on each extra port."""
     argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port)]
     interface = host.replace(":", r"\:")  # Twisted endpoint strings escape colons (IPv6)
     for extra in extra_ports:
         argv += ["-e", f"tcp:port={extra}:interface={interface}"]
-    return ProcessSpec("web", (*argv, application))
+    return ProcessSpec(name, (*argv, application))
 
 
-def worker_process(*, celery_app: str, log_level: str, concurrency: int, node_name: str) -> ProcessSpec:
+def shared_socket_web_process(*, sockets: Sequence[socket.socket], application: str, name: str) -> ProcessSpec:
+    """Daphne serving `application` on listening sockets opened by the supervisor and shared
+    by every web process (Twisted adopts an inherited descriptor), so several processes
+    accept on one port and the kernel spreads the connections, as gunicorn's workers do."""
+    argv = [sys.executable, "-m", "daphne"]
+    for listening in sockets:
+        argv += ["-e", f"fd:fileno={listening.fileno()}"]
+    return ProcessSpec(name, (*argv, application), pass_fds=tuple(listening.fileno() for listening in sockets))
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port (IPv4) for web processes to share."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET, backlog=1024)
+    except OSError as exc:
+        raise SupervisorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def worker_process(
+    *, celery_app: str, log_level: str, concurrency: int, node_name: str, name: str = "worker"
+) -> ProcessSpec:
     return ProcessSpec(
-        "worker",
+        name,
         (
             sys.executable,
             "-m",
@@ -65,9 +89,9 @@ def worker_process(*, celery_app: str, log_level: str, concurrency: int, node_na
     )
 
 
-def beat_process(*, celery_app: str, log_level: str) -> ProcessSpec:
+def beat_process(*, celery_app: str, log_level: str, name: str = "beat") -> ProcessSpec:
     return ProcessSpec(
-        "beat",
+        name,
         (
             sys.executable,
             "-m",
@@ -78,7 +102,7 @@ def beat_process(*, celery_app: str, log_level: str) -> ProcessSpec:
             "--loglevel",
             log_level,
             "--scheduler",
-            DJANGO_CELERY_BEAT_SCHEDULER,
+            BEAT_SCHEDULER,
         ),
     )
 
@@ -106,6 +130,7 @@ class Supervisor:
             process = subprocess.Popen(
                 spec.argv,
                 env=self.env,
+                pass_fds=spec.pass_fds,
                 start_new_session=True,  # its own process group: Ctrl-C reaches only us, we stop it
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
@@ -167,10 +192,11 @@ def local_address(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
 
-def wait_until_listening(
+def wait_until_serving(
     host: str, port: int, *, timeout: float, supervisor: Supervisor, should_stop: Callable[[], bool]
 ) -> None:
-    """Wait until something accepts connections on host:port; fail early when a child exits."""
+    """Wait until a web process answers HTTP on host:port (a shared listening socket accepts
+    connections before any process serves them); fail early when a child exits."""
     deadline = time.monotonic() + timeout
     address = local_address(host)
     while time.monotonic() < deadline:
@@ -181,9 +207,18 @@ def wait_until_listening(
             raise SupervisorError(
                 f"{exited.name} (pid {exited.pid}) exited with code {exited.returncode} while starting"
             )
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SupervisorError(f"nothing listens on {address}:{port} after {timeout:.0f}s")
+        if _answers_http(address, port):
+            return
+        time.sleep(0.1)
+    raise SupervisorError(f"nothing answers HTTP on {address}:{port} after {timeout:.0f}s")
+
+
+def _answers_http(address: str, port: int) -> bool:
+    """Whether GET /healthz on address:port gets an HTTP status line back (any status: a
+    process that answers 400 to an unlisted Host serves all the same)."""
+    try:
+        with socket.create_connection((address, port), timeout=1.0) as connection:
+            connection.sendall(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return connection.recv(5) == b"HTTP/"
+    except OSError:
+        return False

@@ -1,5 +1,6 @@
 """`manage.py runmonitor`: the first-start bootstrap, and the whole supervised group started
-as a subprocess, answering, and stopped by SIGTERM with nothing left behind."""
+as a subprocess (one of each process, or several web processes on one port, several workers
+and a standby beat), answering, and stopped by SIGTERM with nothing left behind."""
 
 import contextlib
 import json
@@ -66,7 +67,14 @@ def test_the_password_from_the_environment_is_used_and_not_shown():
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"), [(["--port", "99999"], "not a port number"), (["--concurrency", "0"], "at least 1")]
+    ("argv", "message"),
+    [
+        (["--port", "99999"], "not a port number"),
+        (["--concurrency", "0"], "at least 1"),
+        (["--web", "0"], "at least 1"),
+        (["--workers", "two"], "'two' is not a whole number"),
+        (["--beat", "-1"], "at least 1"),
+    ],
 )
 def test_bad_command_line_exits_with_2(argv, message, tmp_path):
     done = subprocess.run(
@@ -135,6 +143,8 @@ def runmonitor_env(var_dir: Path, *, database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "MONITORING_ADMIN_PASSWORD": "runmonitor-test-password",
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        # Its beats lead among themselves, not against other runs sharing the Redis server.
+        "MONITORING_BEAT_LOCK_KEY": f"runmonitor-test:{uuid.uuid4().hex}",
     }
     if settings.EMBEDDED_REDIS:
         env.pop("REDIS_URL", None)
@@ -261,3 +271,108 @@ def assert_admin_login_works(port: int, password: str) -> None:
     assert response.status_code == 200
     assert response.url.path == "/admin/"
     assert "/admin/logout/" in response.text
+
+
+def direct_children(pid: int) -> dict[str, list[psutil.Process]]:
+    """runmonitor's own children by kind: web (daphne), worker, beat."""
+    kinds: dict[str, list[psutil.Process]] = {"web": [], "worker": [], "beat": []}
+    for child in psutil.Process(pid).children():
+        command = " ".join(child.cmdline())
+        if "daphne" in command:
+            kind = "web"
+        elif " worker " in command or " beat " in command:
+            kind = "worker" if " worker " in command else "beat"
+        else:
+            continue
+        kinds[kind].append(child)
+    return kinds
+
+
+def get_status(url: str) -> int:
+    with httpx.Client(timeout=5) as client:  # a new connection per request
+        return client.get(url).status_code
+
+
+def test_several_web_processes_share_the_port_workers_answer_and_one_beat_leads(tmp_path, database_url):
+    port, metrics_port = free_port(), free_port()
+    env = runmonitor_env(tmp_path, database_url=database_url) | {"MONITORING_PROMETHEUS_ANONYMOUS": "true"}
+    output = tmp_path / "runmonitor.out"
+    with output.open("w") as out:
+        runmonitor = subprocess.Popen(
+            [sys.executable, "manage.py", "runmonitor", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--prometheus-port", str(metrics_port), "--web", "2", "--workers", "2", "--beat", "2"]
+            + ["--concurrency", "1", "--stop-timeout", "20", "--no-bootstrap"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    started: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while time.monotonic() < deadline and "Press Ctrl-C to stop." not in output.read_text():
+            assert runmonitor.poll() is None, output.read_text()
+            time.sleep(0.3)
+        assert "Press Ctrl-C to stop." in output.read_text(), output.read_text()
+        started |= descendants(runmonitor.pid)
+        kinds = direct_children(runmonitor.pid)
+        assert {kind: len(processes) for kind, processes in kinds.items()} == {"web": 2, "worker": 2, "beat": 2}
+        assert f"2 web on port {port}, 2 worker(s) of 1, 2 beat (one leads, 1 standing by)" in output.read_text()
+
+        # Each web process serves the shared port on its own: stop one, the other answers.
+        for paused in kinds["web"]:
+            paused.suspend()
+            try:
+                assert get_status(f"http://127.0.0.1:{port}/healthz") == 200
+                assert get_status(f"http://127.0.0.1:{metrics_port}/healthz") == 200
+            finally:
+                paused.resume()
+
+        node = f"runmonitor-{runmonitor.pid}"
+        replies: list[str] = []
+        while time.monotonic() < deadline + 30 and len(replies) < 2:
+            replies = ping_worker(env, node)
+        assert sorted(name.split("@")[0] for name in replies) == [node, f"{node}-2"], output.read_text()
+
+        # One beat holds the lock; its token names its pid. The other stands by.
+        beat_pids = {process.pid for process in kinds["beat"]}
+        holder = leader_token(env)
+        assert holder is not None and int(holder.split(":")[1]) in beat_pids, holder
+        assert "stands by" in (tmp_path / "monitoring.log").read_text()
+
+        # --prometheus-port reaches the web processes: /api/v1/ there is Prometheus' API.
+        buildinfo = httpx.get(f"http://127.0.0.1:{metrics_port}/api/v1/status/buildinfo", timeout=5)
+        assert buildinfo.status_code == 200 and buildinfo.json()["status"] == "success", buildinfo.text
+
+        started |= descendants(runmonitor.pid)
+        runmonitor.send_signal(signal.SIGTERM)
+        assert runmonitor.wait(timeout=40) == 0, output.read_text()
+    finally:
+        if runmonitor.poll() is None:
+            runmonitor.kill()
+            runmonitor.wait()
+            for process in started.values():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+
+    assert still_alive(started) == [], output.read_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    log_text = (tmp_path / "monitoring.log").read_text()
+    assert "killing it" not in log_text
+    assert f"released by {holder}" in log_text  # the leader gave its lock up as it stopped
+
+
+def leader_token(env: dict[str, str]) -> str | None:
+    """Who holds the beat leader lock of `env`'s Redis, read by a process with that environment."""
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from monitoring.redis import redis_client; "
+        "value = redis_client().get(settings.MONITORING_BEAT_LOCK_KEY); print(value.decode() if value else '')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else None

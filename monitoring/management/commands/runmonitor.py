@@ -1,13 +1,15 @@
 """`manage.py runmonitor`: the whole system on one machine, as `make run` starts it.
 
 Starts the embedded Redis (when REDIS_URL is unset), migrates, bootstraps a first start,
-syncs the periodic schedule, then runs Daphne, a Celery worker and Celery beat as
-supervised children until Ctrl-C or SIGTERM, and stops every one of them."""
+syncs the periodic schedule, then runs Daphne (--web processes sharing one port), Celery
+workers (--workers) and Celery beat (--beat: one leads, the others stand by) as supervised
+children until Ctrl-C or SIGTERM, and stops every one of them."""
 
 import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -25,11 +27,14 @@ from monitoring.models import GlobalSettings
 from monitoring.schedule import sync_periodic_tasks
 from monitoring.supervisor import (
     ExitedProcess,
+    ProcessSpec,
     Supervisor,
     SupervisorError,
     beat_process,
+    listening_socket,
     port_is_free,
-    wait_until_listening,
+    shared_socket_web_process,
+    wait_until_serving,
     web_process,
     worker_process,
 )
@@ -60,7 +65,7 @@ def positive_int(raw: str) -> int:
 
 
 class Command(BaseCommand):
-    help = "Run the web server (Daphne), a Celery worker and Celery beat as one supervised group."
+    help = "Run the web server (Daphne), Celery workers and Celery beat as one supervised group."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="0.0.0.0", help="Interface to serve on (default 0.0.0.0).")  # noqa: S104
@@ -74,10 +79,23 @@ class Command(BaseCommand):
             help="Second port for /metrics (default: the global settings' prometheus_port; 0 turns it off).",
         )
         parser.add_argument(
+            "--web",
+            type=positive_int,
+            default=1,
+            help="Daphne processes, all accepting on --port (default 1; above 1 needs an IPv4 --host).",
+        )
+        parser.add_argument("--workers", type=positive_int, default=1, help="Celery worker processes (default 1).")
+        parser.add_argument(
             "--concurrency",
             type=positive_int,
             default=min(4, os.cpu_count() or 1),
-            help="Celery worker processes (default: CPUs, at most 4).",
+            help="Pool processes of each Celery worker (default: CPUs, at most 4).",
+        )
+        parser.add_argument(
+            "--beat",
+            type=positive_int,
+            default=1,
+            help="Celery beat processes (default 1): one holds the leader lock and sends, the others stand by.",
         )
         parser.add_argument("--no-migrate", action="store_true", help="Do not apply migrations first.")
         parser.add_argument(
@@ -94,6 +112,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         supervisor: Supervisor | None = None
         first_signal_at: list[float] = []
+        self.sockets: list[socket.socket] = []  # shared listening sockets of --web above 1
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             now = time.monotonic()
@@ -106,6 +125,8 @@ class Command(BaseCommand):
                 supervisor.hurry = True
             stop.set()
 
+        if options["web"] > 1 and ":" in options["host"]:
+            raise CommandError(f"--web {options['web']} needs an IPv4 --host (got {options['host']})")
         if not port_is_free(options["host"], options["port"]):
             raise CommandError(
                 f"port {options['port']} on {options['host']} is in use: stop what runs there or pass --port"
@@ -120,8 +141,11 @@ class Command(BaseCommand):
             if not stop.is_set():  # a signal during the preparation stops before any child starts
                 extra_ports = self.extra_ports(options["host"], options["port"], started.metrics_port)
                 supervisor = self.make_supervisor(options, started.log_level, extra_ports)
-                supervisor.start()
-                wait_until_listening(
+                try:
+                    supervisor.start()
+                finally:
+                    self.close_sockets()  # the web processes hold their own copies now
+                wait_until_serving(
                     options["host"],
                     options["port"],
                     timeout=options["startup_timeout"],
@@ -134,6 +158,7 @@ class Command(BaseCommand):
         except (EmbeddedRedisError, BootstrapError, SupervisorError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
+            self.close_sockets()
             if stop.is_set():
                 log.info("stop requested: stopping every process")
             if supervisor is not None:
@@ -179,23 +204,49 @@ class Command(BaseCommand):
         return [metrics_port]
 
     def make_supervisor(self, options: dict, log_level: str, extra_ports: list[int]) -> Supervisor:
-        host, port = options["host"], options["port"]
         env = {"LOG_STREAM": "stdout", **os.environ, "LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1"}
         env["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings")
+        if options["prometheus_port"]:
+            # The web processes route /api/v1/ to Prometheus' API by the port a request came
+            # in on: tell them the port given here, not the global settings' one.
+            env["MONITORING_PROMETHEUS_PORT"] = str(options["prometheus_port"])
+        workers = [
+            worker_process(
+                celery_app="config",
+                log_level=log_level,
+                concurrency=options["concurrency"],
+                node_name=f"runmonitor-{os.getpid()}{'' if n == 1 else f'-{n}'}@%h",
+                name=numbered("worker", n, options["workers"]),
+            )
+            for n in range(1, options["workers"] + 1)
+        ]
+        beats = [
+            beat_process(celery_app="config", log_level=log_level, name=numbered("beat", n, options["beat"]))
+            for n in range(1, options["beat"] + 1)
+        ]
         return Supervisor(
-            [
-                web_process(host=host, port=port, extra_ports=extra_ports, application="config.asgi:application"),
-                worker_process(
-                    celery_app="config",
-                    log_level=log_level,
-                    concurrency=options["concurrency"],
-                    node_name=f"runmonitor-{os.getpid()}@%h",
-                ),
-                beat_process(celery_app="config", log_level=log_level),
-            ],
+            [*self.web_processes(options, extra_ports), *workers, *beats],
             env=env,
             stop_timeout=options["stop_timeout"],
         )
+
+    def close_sockets(self) -> None:
+        for listening in self.sockets:
+            listening.close()
+        self.sockets = []
+
+    def web_processes(self, options: dict, extra_ports: list[int]) -> list[ProcessSpec]:
+        host, port, count = options["host"], options["port"], options["web"]
+        application = "config.asgi:application"
+        if count == 1:
+            return [web_process(host=host, port=port, extra_ports=extra_ports, application=application)]
+        # One listening socket per port, inherited by every web process; the supervisor's own
+        # copies are closed once the children hold theirs (Supervisor.start).
+        self.sockets = [listening_socket(host, p) for p in (port, *extra_ports)]
+        return [
+            shared_socket_web_process(sockets=self.sockets, application=application, name=f"web-{n}")
+            for n in range(1, count + 1)
+        ]
 
     def supervise(
         self, supervisor: Supervisor, redis_process: subprocess.Popen | None, stop: threading.Event
@@ -229,6 +280,11 @@ class Command(BaseCommand):
         ]
         for extra in extra_ports:
             lines.append(f"  Metrics:   http://{shown_host}:{extra}/metrics  (and {base}/metrics)")
+        standby = f", {options['beat'] - 1} standing by" if options["beat"] > 1 else ""
+        lines.append(
+            f"  Processes: {options['web']} web on port {options['port']}, {options['workers']} worker(s) "
+            f"of {options['concurrency']}, {options['beat']} beat (one leads{standby})"
+        )
         result = started.bootstrap
         if result.admin_password:
             lines.append(f"  Login:     {ADMIN_USERNAME} / {result.admin_password}")
@@ -239,6 +295,11 @@ class Command(BaseCommand):
             lines.append(f"  Login:     {ADMIN_USERNAME} (the password set on the first start)")
         lines.append("Press Ctrl-C to stop.")
         self.stdout.write("\n".join(lines))
+
+
+def numbered(kind: str, n: int, count: int) -> str:
+    """A child's name: `worker` when it is the only one of its kind, else `worker-2`."""
+    return kind if count == 1 else f"{kind}-{n}"
 
 
 @dataclass(frozen=True)
