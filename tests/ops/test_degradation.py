@@ -345,3 +345,35 @@ def test_a_task_retries_through_a_database_blip_and_completes(database_switch, o
     finally:
         task_retry.disconnect(on_retry)
         receiver.close()
+
+
+def test_watchdog_round_records_what_it_can_read_while_redis_is_down(own_redis, settings, db):
+    from monitoring import watchdog
+    from monitoring.schedule import sync_periodic_tasks
+
+    sync_periodic_tasks()
+    settings.MONITORING_DEADMAN_URL = "http://127.0.0.1:9/never-called"
+    own_redis.stop()
+
+    result = watchdog.run_watchdog_round(beat_tick=True)
+
+    assert set(result.figures.unreadable) == {"queue lengths", "ingestion rate", "publish failures"}
+    assert not result.healthy
+    assert result.deadman == "not called"
+    stored = set(Series.objects.filter(name__startswith="monitoring_").values_list("name", flat=True))
+    assert {watchdog.BEAT_AGE_METRIC, watchdog.OUTBOX_PENDING_METRIC, watchdog.EVALUATION_LAG_METRIC} <= stored
+    assert watchdog.QUEUE_LENGTH_METRIC not in stored
+
+
+def test_publish_failures_during_the_outage_reach_the_shared_counter_after_it(own_redis):
+    from dashboard.publish import publish
+    from monitoring import watchdog
+
+    watchdog.flush_publish_failures()  # what earlier tests of this process left uncounted
+    redis_client().delete(watchdog.PUBLISH_FAILURES_KEY)
+    own_redis.stop()
+    assert publish("alerts", "alert.changed", {"id": 1}) is False
+    assert publish("alerts", "alert.changed", {"id": 2}) is False
+    own_redis.start()
+    assert publish("alerts", "alert.changed", {"id": 3}) is True  # flushes what this process counted
+    assert int(redis_client().get(watchdog.PUBLISH_FAILURES_KEY)) == 2

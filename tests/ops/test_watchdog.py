@@ -296,3 +296,19 @@ def test_a_worker_starts_its_watchdog_thread_when_ready_and_stops_it_on_shutdown
         worker.wait(30)
         reader.join(5)
     assert any("watchdog thread stopped" in line for line in lines), "".join(lines)
+
+
+@pytest.mark.parametrize("rules", [1, 40])
+def test_reading_the_figures_costs_the_same_queries_for_any_number_of_rules(
+    schedule, rules, django_assert_max_num_queries
+):
+    for n in range(rules):
+        AlertRule.objects.create(
+            name=f"r{n}", key=f"r{n}", metric="m", comparison=">", threshold=1, evaluation_interval=60 * (n % 5)
+        )
+    stale_pending_notification(waited_s=10)
+    with django_assert_max_num_queries(7):
+        figures = watchdog.collect_figures(timezone.now())
+    # Own intervals of 0 (none) and 60 s join the global 60 s group.
+    groups = sorted({60 * max(n % 5, 1) for n in range(rules)})
+    assert [lag.group for lag in figures.evaluation] == [f"{interval}s" for interval in groups]
