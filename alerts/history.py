@@ -4,9 +4,9 @@ the system. Call both inside the transaction that changes the alert."""
 from datetime import datetime
 
 from django.contrib.auth.models import User
-from django.db import transaction
 
-from dashboard.publish import GROUP_ALERTS, publish
+from dashboard.batch import publish_after_commit
+from dashboard.publish import GROUP_ALERTS
 
 from .choices import AlertState
 from .models import Alert, AlertEvent
@@ -41,7 +41,7 @@ def record_event(
 def after_transition(*, alert: Alert, event: AlertEvent) -> None:
     """What every transition causes, registered inside the transaction: the notification
     outbox rows (written now, in the same transaction; delivered after commit) and the
-    live update (after commit)."""
+    live update (after commit, in one message with the transaction's other transitions)."""
     # Imported here: the notifications app imports the alerts models.
     from notifications.services import notify_transition
 
@@ -56,4 +56,4 @@ def after_transition(*, alert: Alert, event: AlertEvent) -> None:
         "value": event.value,
         "at": event.at.isoformat(),
     }
-    transaction.on_commit(lambda: publish(GROUP_ALERTS, "alert.transition", payload))
+    publish_after_commit(GROUP_ALERTS, "alert.transition", payload)

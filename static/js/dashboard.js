@@ -141,16 +141,33 @@
     return [null, null];
   }
 
+  // A transaction's events come as one "batch" message when there are several (an alert
+  // storm): past this many, one toast sums them up instead of one toast each.
+  var TOASTS_PER_MESSAGE = 3;
+
   function onMessage(message) {
     var data;
     try { data = JSON.parse(message.data); } catch (e) { return; }
     if (data.event === "hello" || data.event === "pong") return;
+    var events = data.event === "batch" ? ((data.payload && data.payload.events) || []) : [data];
     var filterAlert = live && live.dataset.alertId;
-    if (data.event === "alert.transition" && filterAlert && String(data.payload.id) !== filterAlert) return;
-    var shown = describe(data.event, data.payload || {});
-    if (shown[0] && data.event !== "metrics.changed") toast(shown[0], shown[1]);
-    var event = emit("dashboard:event", data);
-    if (!event.defaultPrevented) scheduleRefresh();
+    events = events.filter(function (item) {
+      return !(item.event === "alert.transition" && filterAlert && String((item.payload || {}).id) !== filterAlert);
+    });
+    var shown = events.filter(function (item) { return item.event !== "metrics.changed"; }).map(function (item) {
+      return describe(item.event, item.payload || {});
+    }).filter(function (line) { return line[0]; });
+    if (shown.length > TOASTS_PER_MESSAGE) {
+      var firing = shown.filter(function (line) { return line[1] === "error"; }).length;
+      toast(shown.length + " changes" + (firing ? ", " + firing + " firing or failing" : ""), firing ? "error" : "info");
+    } else {
+      shown.forEach(function (line) { toast(line[0], line[1]); });
+    }
+    var refresh = false;
+    events.forEach(function (item) {
+      if (!emit("dashboard:event", item).defaultPrevented) refresh = true;
+    });
+    if (refresh) scheduleRefresh();
   }
 
   function connect() {
