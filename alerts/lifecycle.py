@@ -1,7 +1,7 @@
 """What people do to alerts (acknowledge, resolve) and to rules (enable, disable), with
 the transitions each state allows, their AlertEvent history and audit entries."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.contrib.auth.models import User
@@ -81,48 +81,29 @@ def acknowledge_alert(
     Raises Alert.DoesNotExist, AlertStateError, or ValueError for an expiry in the past."""
     if expires_at is not None and expires_at <= now:
         raise ValueError("The acknowledgement must expire in the future.")
-    with transaction.atomic():
-        alert = Alert.objects.select_for_update().get(pk=alert_id)
-        if alert.state != AlertState.ACTIVE:
-            raise _refusal(alert, "acknowledged")
-        before = _snapshot(alert)
-        alert.state = AlertState.ACKNOWLEDGED
+
+    def acknowledge(alert: Alert) -> list[str]:
         alert.acknowledged_at = now
         alert.acknowledged_by = user
         alert.acknowledged_note = note
         alert.acknowledgement_expires_at = expires_at
-        alert.save(
-            update_fields=[
-                "state",
-                "acknowledged_at",
-                "acknowledged_by",
-                "acknowledged_note",
-                "acknowledgement_expires_at",
-                "updated_at",
-            ]
-        )
-        record_event(
-            alert=alert,
-            from_state=before["state"],
-            to_state=AlertState.ACKNOWLEDGED,
-            at=now,
-            actor=user,
-            actor_name=actor_name or "engine",
-            value=alert.value,
-            note=note,
-        )
-        record_audit(
-            actor=user,
-            source=source,
-            action=AuditAction.ACKNOWLEDGE,
-            obj=alert,
-            before=before,
-            after={**_snapshot(alert), "note": note, "acknowledged_as": actor_name or None},
-            api_key_name=api_key_name,
-            ip=ip,
-            at=now,
-        )
-    return alert
+        return ["acknowledged_at", "acknowledged_by", "acknowledged_note", "acknowledgement_expires_at"]
+
+    return _move_by_hand(
+        alert_id=alert_id,
+        allowed=(AlertState.ACTIVE,),
+        to_state=AlertState.ACKNOWLEDGED,
+        done="acknowledged",
+        change=acknowledge,
+        audit_action=AuditAction.ACKNOWLEDGE,
+        user=user,
+        note=note,
+        source=source,
+        now=now,
+        actor_name=actor_name,
+        api_key_name=api_key_name,
+        ip=ip,
+    )
 
 
 def resolve_alert(
@@ -141,20 +122,61 @@ def resolve_alert(
     resolved: it has not fired, and closing it would only restart its `for` timer.
 
     Raises Alert.DoesNotExist or AlertStateError."""
-    with transaction.atomic():
-        alert = Alert.objects.select_for_update().get(pk=alert_id)
-        if alert.state not in FIRING_STATES:
-            raise _refusal(alert, "resolved")
-        before = _snapshot(alert)
-        alert.state = AlertState.RESOLVED
+
+    def resolve(alert: Alert) -> list[str]:
         alert.resolved_at = now
         alert.resolved_by = user
         alert.acknowledgement_expires_at = None
-        alert.save(update_fields=["state", "resolved_at", "resolved_by", "acknowledgement_expires_at", "updated_at"])
+        return ["resolved_at", "resolved_by", "acknowledgement_expires_at"]
+
+    return _move_by_hand(
+        alert_id=alert_id,
+        allowed=FIRING_STATES,
+        to_state=AlertState.RESOLVED,
+        done="resolved",
+        change=resolve,
+        audit_action=AuditAction.RESOLVE,
+        user=user,
+        note=note,
+        source=source,
+        now=now,
+        actor_name=actor_name,
+        api_key_name=api_key_name,
+        ip=ip,
+    )
+
+
+def _move_by_hand(
+    *,
+    alert_id: int,
+    allowed: tuple[AlertState, ...],
+    to_state: AlertState,
+    done: str,
+    change: Callable[[Alert], list[str]],
+    audit_action: AuditAction,
+    user: User | None,
+    note: str,
+    source: AuditSource | str,
+    now: datetime,
+    actor_name: str,
+    api_key_name: str,
+    ip: str | None,
+) -> Alert:
+    """What acknowledging and resolving share: under the alert's row lock, refuse a state
+    not in `allowed` (AlertStateError saying it cannot be `done`), move it to `to_state`
+    with `change` (which sets the fields of the move and names them), and write its event
+    and audit entry, all in one transaction."""
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert_id)
+        if alert.state not in allowed:
+            raise _refusal(alert, done)
+        before = _snapshot(alert)
+        alert.state = to_state
+        alert.save(update_fields=["state", *change(alert), "updated_at"])
         record_event(
             alert=alert,
             from_state=before["state"],
-            to_state=AlertState.RESOLVED,
+            to_state=to_state,
             at=now,
             actor=user,
             actor_name=actor_name or "engine",
@@ -164,10 +186,10 @@ def resolve_alert(
         record_audit(
             actor=user,
             source=source,
-            action=AuditAction.RESOLVE,
+            action=audit_action,
             obj=alert,
             before=before,
-            after={**_snapshot(alert), "note": note, "resolved_as": actor_name or None},
+            after={**_snapshot(alert), "note": note, f"{done}_as": actor_name or None},
             api_key_name=api_key_name,
             ip=ip,
             at=now,

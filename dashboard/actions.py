@@ -5,6 +5,7 @@ through its app's service with audit source `dashboard`.
 Answers: an htmx request gets a short text (the page shows it and refreshes its live
 part); a plain form post is redirected back with a message."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.contrib import messages
@@ -41,32 +42,21 @@ def _answer(request: HttpRequest, text: str, status: int = 200, fallback: str = 
 
 @operator_action
 def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
-    form = AlertNoteForm(request.POST)
-    if not form.is_valid():
-        return _answer(request, "The note is too long.", 400)
-    try:
-        acknowledge_alert(
-            alert_id=alert_id,
-            user=request.user,
-            note=form.cleaned_data["note"],
-            source=AuditSource.DASHBOARD,
-            now=timezone.now(),
-            ip=client_ip(request),
-        )
-    except Alert.DoesNotExist:
-        return _answer(request, f"There is no alert {alert_id}.", 404)
-    except AlertStateError as exc:
-        return _answer(request, str(exc).capitalize() + ".", 409)
-    return _answer(request, f"Alert {alert_id} acknowledged.")
+    return _act_on_alert(request, alert_id, acknowledge_alert, "acknowledged")
 
 
 @operator_action
 def alert_resolve(request: HttpRequest, alert_id: int) -> HttpResponse:
+    return _act_on_alert(request, alert_id, resolve_alert, "resolved")
+
+
+def _act_on_alert(request: HttpRequest, alert_id: int, service: Callable[..., Alert], done: str) -> HttpResponse:
+    """Acknowledge or resolve (`service`) with the posted note; `done` words the answer."""
     form = AlertNoteForm(request.POST)
     if not form.is_valid():
         return _answer(request, "The note is too long.", 400)
     try:
-        resolve_alert(
+        service(
             alert_id=alert_id,
             user=request.user,
             note=form.cleaned_data["note"],
@@ -78,7 +68,7 @@ def alert_resolve(request: HttpRequest, alert_id: int) -> HttpResponse:
         return _answer(request, f"There is no alert {alert_id}.", 404)
     except AlertStateError as exc:
         return _answer(request, str(exc).capitalize() + ".", 409)
-    return _answer(request, f"Alert {alert_id} resolved.")
+    return _answer(request, f"Alert {alert_id} {done}.")
 
 
 @operator_action
