@@ -91,11 +91,12 @@ def job_interval(job: str) -> float | None:
     return getattr(global_settings, periodic_job.interval_field) or None
 
 
-def _request_header(name: str) -> object:
-    """A header of the message that started the current task: a worker puts custom headers
-    on the request itself, `Task.apply` under `headers`."""
+def _request_header(job: str, name: str) -> object:
+    """A header of the message that started the current task when that task is `job` (not
+    another task calling `job`'s function): a worker puts custom headers on the request
+    itself, `Task.apply` under `headers`."""
     request = getattr(current_task, "request", None)
-    if request is None:
+    if request is None or getattr(current_task, "name", None) != job:
         return None
     return getattr(request, name, None) or (getattr(request, "headers", None) or {}).get(name)
 
@@ -104,11 +105,11 @@ def _beat_window(job: str) -> tuple[float, float | None] | None:
     """(scheduled at, interval) of a run that beat sent, None for any other run. Our
     scheduler sends both in WINDOW_HEADER; django-celery-beat's own DatabaseScheduler only
     names its row (`periodic_task_name`), and then the window is now's."""
-    window = _request_header(WINDOW_HEADER)
+    window = _request_header(job, WINDOW_HEADER)
     if isinstance(window, dict) and isinstance(window.get("at"), int | float):
         every = window.get("every")
         return float(window["at"]), float(every) if isinstance(every, int | float) else job_interval(job)
-    if _request_header(BEAT_ROW_HEADER):
+    if _request_header(job, BEAT_ROW_HEADER):
         return timezone.now().timestamp(), job_interval(job)
     return None
 

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery import shared_task
 from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -163,3 +164,16 @@ def test_concurrent_claims_of_one_window_have_one_winner():
 
     assert results.count(True) == 1
     assert PeriodicRun.objects.filter(job="job.raced").count() == 1
+
+
+@shared_task(name="tests.ops.collect_inside_another_task")
+def collect_inside_another_task() -> str:
+    return collect_system_metrics_task()
+
+
+@pytest.mark.django_db
+def test_a_periodic_tasks_function_called_by_another_task_is_not_claimed_with_its_headers():
+    lines = [collect_inside_another_task.apply(headers=beat_headers(T0)).get() for _ in range(2)]
+
+    assert all(line.startswith("system metrics:") for line in lines)
+    assert not PeriodicRun.objects.exists()
