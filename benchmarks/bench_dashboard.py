@@ -9,7 +9,10 @@ gateways and their devices) with one check each and 10 results per check, 5,000 
 
 Measures, for every page rendered in-process by Django's test client as an admin (session,
 middleware, templates included): the median and 95th percentile render time of --repeat
-requests (target < 300 ms) and the number of queries. Then, unless --no-browser, the time
+requests (target < 300 ms on an idle machine) and the number of queries. Baselines of the same
+run, to read a run on a busy machine by: a bare Django view through the same client and
+middleware (`/healthz`), a trivial SQL statement's round trip, and each page's own statements
+run alone on a bare cursor (the page's median is also given as a multiple of that). Then, unless --no-browser, the time
 uPlot takes in Debian's Chromium to draw 24 h of one-minute points for 20 series (target
 < 200 ms), with the chart data the server computes for a 1,000-pixel-wide chart."""
 
@@ -190,10 +193,30 @@ def build_fleet(now) -> dict:
     return {"admin": admin, "alert": alerts[6], "charted": charted, "now": now}
 
 
-def measure_pages(fleet: dict, repeat: int) -> list[tuple[str, float, float, float, int]]:
-    """(page, median ms, p95 ms, median CPU ms of this process, queries) per page. The CPU
-    time is Python's work (views, templates, drivers); on a busy machine the wall time also
-    holds the wait for a core."""
+def measure_baselines(fleet: dict, repeat: int) -> tuple[float, float]:
+    """Median ms of a bare Django view (`/healthz`, no database) through the test client, and
+    of one `SELECT 1` round trip (median of 100 per run)."""
+    client = Client()
+    client.force_login(fleet["admin"])
+    client.get("/healthz")
+    views, selects = [], []
+    for _ in range(repeat * 5):
+        started = time.perf_counter()
+        client.get("/healthz")
+        views.append((time.perf_counter() - started) * 1000)
+    with connection.cursor() as cursor:
+        for _ in range(100):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            selects.append((time.perf_counter() - started) * 1000)
+    return statistics.median(views), statistics.median(selects)
+
+
+def measure_pages(fleet: dict, repeat: int) -> list[tuple[str, float, float, float, int, float]]:
+    """(page, median ms, p95 ms, median CPU ms of this process, queries, median ms of its SQL
+    alone) per page. The CPU time is Python's work (views, templates, drivers); on a busy
+    machine the wall time also holds the wait for a core."""
     client = Client()
     client.force_login(fleet["admin"])
     pages = [
@@ -219,16 +242,30 @@ def measure_pages(fleet: dict, repeat: int) -> list[tuple[str, float, float, flo
         with CaptureQueriesContext(connection) as queries:
             client.get(url)
         count = len(queries)  # now: the next request resets the log the count is read from
-        times, cpu = [], []
+        statements = [query["sql"] for query in queries.captured_queries]
+        times, cpu, sql = [], [], []
         for _ in range(repeat):
             started, started_cpu = time.perf_counter(), time.process_time()
             client.get(url)
             times.append((time.perf_counter() - started) * 1000)
             cpu.append((time.process_time() - started_cpu) * 1000)
+            sql.append(sql_alone(statements))
         times.sort()
         p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-        rows.append((label, statistics.median(times), p95, statistics.median(cpu), count))
+        rows.append((label, statistics.median(times), p95, statistics.median(cpu), count, statistics.median(sql)))
     return rows
+
+
+def sql_alone(statements: list[str]) -> float:
+    """ms to run a page's statements (as the page sent them) on a bare cursor and fetch every
+    row: the baseline a page is compared with (its ORM and template work is the rest)."""
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement.replace("%", "%%"))  # the logged text has its parameters in it
+            if cursor.description:
+                cursor.fetchall()
+    return (time.perf_counter() - started) * 1000
 
 
 def measure_chart(fleet: dict, repeat: int) -> list[float]:
@@ -286,11 +323,18 @@ def main() -> None:
     with redis_running(), throwaway_database():
         started = time.perf_counter()
         fleet = build_fleet(timezone.now())
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")  # as autovacuum would have, after loading this much
         print(f"  fleet stored in {time.perf_counter() - started:.1f} s: {SERIES:,} series, {TARGETS:,} targets, "
               f"{ALERTS:,} alerts")  # fmt: skip
-        for label, median, p95, cpu, queries in measure_pages(fleet, args.repeat):
+        bare_ms, select_ms = measure_baselines(fleet, args.repeat)
+        print(f"  baselines: bare Django view (/healthz) median {bare_ms:.2f} ms, SELECT 1 round trip median "
+              f"{select_ms:.3f} ms")  # fmt: skip
+        for label, median, p95, cpu, queries, sql in measure_pages(fleet, args.repeat):
             verdict = "met" if median < PAGE_TARGET_MS else "MISSED"
-            print(f"  {label:<40} median {median:6.1f} ms  p95 {p95:6.1f} ms  CPU {cpu:6.1f} ms  {queries:2d} queries  "
+            print(f"  {label:<38} median {median:6.1f} ms  p95 {p95:6.1f} ms  CPU {cpu:5.1f} ms  {queries:2d} queries, "
+                  f"alone {sql:5.1f} ms = {median / sql:4.1f}x its SQL  "
                   f"(target < {PAGE_TARGET_MS:.0f} ms: {verdict})")  # fmt: skip
         if not args.no_browser and not Path("/usr/bin/chromium").exists():
             print("  chart draw time not measured: /usr/bin/chromium is missing (apt-get install chromium)")
