@@ -254,7 +254,9 @@ def test_evaluation_behind_fires_for_the_late_group_only(schedule):
     assert result.open_rules == ("watchdog-evaluation-behind",)
 
 
-def test_ingestion_rate_counts_every_stored_batch(db, django_capture_on_commit_callbacks):
+def test_ingestion_rate_counts_every_stored_batch(db, django_capture_on_commit_callbacks, monkeypatch):
+    monkeypatch.setattr(watchdog, "_counter_sent_at", float("-inf"))  # this process last sent long ago
+    monkeypatch.setattr(watchdog, "_unsent_ingested", 0)
     now = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):
         ingest_samples([SampleIn("m", {"i": str(i)}, 1.0, now.timestamp()) for i in range(30)], now=now)
