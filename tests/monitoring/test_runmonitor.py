@@ -340,6 +340,14 @@ def test_several_web_processes_share_the_port_workers_answer_and_one_beat_leads(
         assert holder is not None and int(holder.split(":")[1]) in beat_pids, holder
         assert "stands by" in (tmp_path / "monitoring.log").read_text()
 
+        # The leader's runs reach the workers and are claimed per window (health check
+        # dispatch: every 10 s by default).
+        runs: list[dict] = []
+        while time.monotonic() < deadline + 60 and not any(run["ok"] for run in runs):
+            runs = periodic_runs(env, "healthchecks.tasks.dispatch_due_checks_task")
+            time.sleep(1)
+        assert any(run["ok"] and run["window_start"] % 10 == 0 for run in runs), runs
+
         # --prometheus-port reaches the web processes: /api/v1/ there is Prometheus' API.
         buildinfo = httpx.get(f"http://127.0.0.1:{metrics_port}/api/v1/status/buildinfo", timeout=5)
         assert buildinfo.status_code == 200 and buildinfo.json()["status"] == "success", buildinfo.text
@@ -376,3 +384,17 @@ def leader_token(env: dict[str, str]) -> str | None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     return lines[-1] if lines else None
+
+
+def periodic_runs(env: dict[str, str], job: str) -> list[dict]:
+    """The PeriodicRun rows of `job` in `env`'s database (window_start in epoch seconds)."""
+    script = (
+        "import django, json; django.setup(); from monitoring.models import PeriodicRun; "
+        f"rows = PeriodicRun.objects.filter(job={job!r}).values('window_start', 'ok'); "
+        "print(json.dumps([{'window_start': r['window_start'].timestamp(), 'ok': r['ok']} for r in rows]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
