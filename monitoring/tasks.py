@@ -78,6 +78,7 @@ def discover_targets_task() -> str:
 
 
 @shared_task(ignore_result=True)
+@once_per_window
 def watch_pipeline_task(beat_tick: bool = True) -> str:
     """Read the pipeline's figures, store them, evaluate the built-in watchdog rules and call
     the dead-man URL after a healthy round (beat, every sweep_interval: the run itself is

@@ -314,3 +314,16 @@ def test_reading_the_figures_costs_the_same_queries_for_any_number_of_rules(
     # Own intervals of 0 (none) and 60 s join the global 60 s group.
     groups = sorted({60 * max(n % 5, 1) for n in range(rules)})
     assert [lag.group for lag in figures.evaluation] == [f"{interval}s" for interval in groups]
+
+
+def test_the_beat_task_runs_a_round_as_beats_tick_and_records_its_window(schedule):
+    from monitoring.models import PeriodicRun
+    from monitoring.tasks import watch_pipeline_task
+
+    sent_by_beat = {"monitoring_window": {"at": timezone.now().timestamp(), "every": 15}}
+    line = watch_pipeline_task.apply(headers=sent_by_beat).get()
+
+    assert line.startswith("watchdog healthy"), line
+    assert last_value(watchdog.BEAT_AGE_METRIC) == 0
+    run = PeriodicRun.objects.get(job="monitoring.tasks.watch_pipeline_task")
+    assert run.ok is True and run.detail == line
