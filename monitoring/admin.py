@@ -16,7 +16,7 @@ from .admin_audit import AuditedModelAdmin, EnableDisableAdmin
 from .apikeys import create_api_key
 from .choices import AuditAction, Role
 from .discovery import admin as discovery_admin  # noqa: F401 - registers the discovered targets' admin
-from .models import ApiKey, AuditLogEntry, GlobalSettings, MonitoringTarget, Sample, Series
+from .models import ApiKey, AuditLogEntry, GlobalSettings, MonitoringTarget, PeriodicRun, Sample, Series
 from .roles import has_role
 
 admin.site.site_header = "IoT Monitoring administration"
@@ -236,3 +236,25 @@ class AuditLogEntryAdmin(AdminOnlyViewMixin, admin.ModelAdmin):
     @admin.display(description="after")
     def after_json(self, obj: AuditLogEntry) -> str:
         return pretty_json(obj.after)
+
+
+@admin.register(PeriodicRun)
+class PeriodicRunAdmin(admin.ModelAdmin):
+    """The runs of the periodic jobs, one per job and window (monitoring.periodic): when each
+    job last ran and how it went. Written by the tasks only; read-only here."""
+
+    list_display = ["job", "window_start", "claimed_at", "finished_at", "ok", "detail"]
+    list_filter = ["job", "ok"]
+    date_hierarchy = "window_start"
+    ordering = ["-window_start", "job"]
+    show_full_result_count = False
+    readonly_fields = ["job", "window_start", "claimed_at", "finished_at", "ok", "detail"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
