@@ -184,7 +184,7 @@ class AlertRuleAdmin(AuditedModelAdmin):
     form = AlertRuleForm
 
     class Media:
-        js = ["vendor/htmx/htmx.min.js"]
+        js = ["vendor/htmx/htmx.min.js", "alerts/rule_preview.js"]
 
     list_display = [
         "name",
