@@ -89,9 +89,19 @@ def _server() -> dict[str, Any]:
     }
 
 
-def _admin_sql(statement: str) -> None:
-    with psycopg.connect(dbname="postgres", autocommit=True, **_server()) as admin:
-        admin.execute(statement)
+def _admin_sql(statement: str, *, patience: float = 60.0) -> None:
+    """Run `statement` on the server's `postgres` database; a server that refuses
+    connections for a moment (all slots taken by other suites) is tried again."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=10, **_server()) as admin:
+                admin.execute(statement)
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 class TemplateDatabase:
