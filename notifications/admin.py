@@ -10,11 +10,21 @@ from django.db import models
 from django.http import HttpRequest
 
 from monitoring.admin_audit import EnableDisableAdmin, ReadOnlyAdmin
+from monitoring.config_io.channels import channel_settings_problems, setting_name
+from monitoring.config_io.errors import Problem
 from monitoring.crypto import DecryptionError
 
 from .choices import ChannelKind
 from .models import Notification, NotificationChannel
-from .secrets import HEADERS, SECRET_FIELDS, get_channel_secrets, set_channel_secrets, split_channel_settings
+from .secrets import (
+    HEADERS,
+    SECRET_FIELDS,
+    get_channel_secrets,
+    is_secret_header,
+    merge_channel_settings,
+    set_channel_secrets,
+    split_channel_settings,
+)
 
 # One write-only input per secret setting of any kind, named after the setting.
 SECRET_INPUTS: dict[str, str] = {
@@ -71,15 +81,48 @@ class NotificationChannelForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         kind, config = data.get("kind"), data.get("config")
-        if kind and isinstance(config, dict):
-            _, secret = split_channel_settings(kind, config)
-            if secret:
-                self.add_error(
-                    "config",
-                    f"{', '.join(sorted(secret))} must not be stored in plain text: "
-                    "use the secret inputs below instead.",
-                )
+        if not kind or not isinstance(config, dict):
+            if kind and "config" in data:
+                self.add_error("config", "The settings are a JSON object of setting names to values.")
+            return data
+        plain, secret = split_channel_settings(kind, config)
+        if secret:
+            self.add_error(
+                "config",
+                f"{', '.join(sorted(secret))} must not be stored in plain text: use the secret inputs below instead.",
+            )
+            return data
+        stored = self.stored_secrets
+        updated = self.updated_secrets(stored)
+        secrets = stored if updated is None else updated
+        for problem in channel_settings_problems(kind, merge_channel_settings(plain, secrets)):
+            self.add_error(self.input_of(problem, kind, plain), str(problem))
         return data
+
+    @property
+    def stored_secrets(self) -> dict[str, Any]:
+        """The channel's stored secrets; none when they no longer decrypt (new ones must be given)."""
+        if self.instance.pk is None or not self.instance.secrets:
+            return {}
+        try:
+            return get_channel_secrets(self.instance)
+        except DecryptionError:
+            return {}
+
+    def input_of(self, problem: Problem, kind: str, config: dict[str, Any]) -> str:
+        """The input to show a settings problem on: the secret's own input, else `config`;
+        a stored secret that the kind does not read is removed with `clear_secrets`."""
+        name = setting_name(problem.path)
+        if name == HEADERS and problem.path != HEADERS:
+            header = problem.path[len(HEADERS) + 1 :]
+            plain_headers = config.get(HEADERS)
+            in_config = isinstance(plain_headers, dict) and header in plain_headers
+            return "config" if in_config or not is_secret_header(header) else "new_headers"
+        if name in SECRET_FIELDS[kind]:
+            return _secret_input_name(name)
+        if name in config or name not in SECRET_INPUTS:
+            return "config"
+        return "clear_secrets"
 
     def updated_secrets(self, current: dict[str, Any]) -> dict[str, Any] | None:
         """The channel's secrets after this form, or None when the form leaves them as they are."""
@@ -137,7 +180,7 @@ class NotificationChannelAdmin(EnableDisableAdmin):
         return ", ".join(names) or "none"
 
     def save_model(self, request: HttpRequest, obj: NotificationChannel, form: Any, change: bool) -> None:
-        current = get_channel_secrets(obj) if change and obj.secrets else {}
+        current = form.stored_secrets if change else {}
         super().save_model(request, obj, form, change)
         updated = form.updated_secrets(current)
         if updated is not None:

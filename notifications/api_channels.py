@@ -15,13 +15,19 @@ from monitoring.api_frame import Conflict, ErrorSerializer, ok
 from monitoring.api_pagination import EnvelopePagination, order_by_param, ordering_parameter
 from monitoring.audit import changed_fields, record_audit, snapshot
 from monitoring.choices import AuditAction
-from monitoring.config_io.schema import CHANNEL_FIELDS
+from monitoring.config_io.channels import CHANNEL_FIELDS, channel_settings_problems, setting_name
 from monitoring.crypto import DecryptionError
 from monitoring.permissions import ReadViewerWriteAdmin
 
 from .choices import ChannelKind
 from .models import NotificationChannel
-from .secrets import HEADERS, get_channel_secrets, set_channel_secrets, split_channel_settings
+from .secrets import (
+    HEADERS,
+    get_channel_secrets,
+    merge_channel_settings,
+    set_channel_secrets,
+    split_channel_settings,
+)
 
 ORDERING = ("name", "key", "kind", "created_at")
 # Bookkeeping of the senders, and the ciphertext (its change is audited by name only).
@@ -44,6 +50,20 @@ def secret_names(secrets: dict[str, Any]) -> list[str]:
         else:
             names.append(name)
     return names
+
+
+def field_path(path: str, config: dict[str, Any], given: dict[str, Any]) -> str:
+    """`config.<path>` or `secrets.<path>`: where the request, or else the stored channel,
+    has the value a problem is about (a header by its own name)."""
+    name, in_config, in_given = setting_name(path), config, given
+    if name == HEADERS and path != HEADERS:
+        name = path[len(HEADERS) + 1 :]
+        in_config, in_given = config.get(HEADERS), given.get(HEADERS)
+    if isinstance(in_given, dict) and name in in_given:
+        return f"secrets.{path}"
+    if isinstance(in_config, dict) and name in in_config:
+        return f"config.{path}"
+    return f"secrets.{path}"  # stored before this request
 
 
 class ChannelSerializer(serializers.ModelSerializer):
@@ -95,12 +115,13 @@ class ChannelSerializer(serializers.ModelSerializer):
         return value
 
     def validate(self, attrs: dict) -> dict:
-        """Split secrets out of `config`, merge them with the stored ones, and require the
-        settings the kind cannot send without."""
+        """Split secrets out of `config`, merge them with the stored ones, and judge the
+        result by the kind's declared settings as the configuration import does, so that
+        whatever is saved here exports and imports again."""
         instance = self.instance
         kind = attrs.get("kind", getattr(instance, "kind", None))
-        config = attrs.get("config", getattr(instance, "config", {}) or {})
-        config, secret_in_config = split_channel_settings(kind, config)
+        raw_config = attrs.get("config", getattr(instance, "config", {}) or {})
+        config, secret_in_config = split_channel_settings(kind, raw_config)
         given = attrs.pop("secrets", {}) or {}
         if not all(
             isinstance(value, str) or (name == HEADERS and isinstance(value, dict)) for name, value in given.items()
@@ -110,12 +131,17 @@ class ChannelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"secrets": ["Header values are strings."]})
         stored = {} if attrs.pop("clear_secrets", False) or instance is None else _stored_secrets(instance)
         secrets = {**stored, **secret_in_config, **given}
-        everything = {**config, **secrets}
+        everything = merge_channel_settings(config, secrets)
+        errors: dict[str, list[str]] = {}
         missing = [name for name, spec in CHANNEL_FIELDS[kind].items() if spec.required and name not in everything]
         if missing:
-            raise serializers.ValidationError(
-                {"config": [f"A {kind} channel needs {', '.join(missing)} (secrets may go in `secrets`)."]}
-            )
+            errors["config"] = [f"A {kind} channel needs {', '.join(missing)} (secrets may go in `secrets`)."]
+        # The import's judgement of each setting, under the path of the request's field.
+        for problem in channel_settings_problems(kind, everything):
+            if problem.path not in missing:
+                errors.setdefault(field_path(problem.path, raw_config, given), []).append(problem.message)
+        if errors:
+            raise serializers.ValidationError(errors)
         attrs["config"] = config
         self.new_secrets = secrets
         return attrs

@@ -3,12 +3,14 @@ kind's settings as its sender declares them (notifications.senders, `settings_ke
 into validators here, so the file accepts exactly what the senders read."""
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from notifications.choices import ChannelKind
 from notifications.senders import MAX_TIMEOUT_S, SENDERS, Setting, SettingType
 
+from .errors import Problem
 from .fields import (
     Field,
     Invalid,
@@ -23,6 +25,7 @@ from .fields import (
     phone_number,
     port,
     positive,
+    read_fields,
     seconds,
     secret,
     text,
@@ -84,6 +87,21 @@ def channel_fields(declared: Mapping[str, Setting]) -> dict[str, Field]:
 CHANNEL_FIELDS: dict[str, dict[str, Field]] = {
     kind: channel_fields(sender.settings_keys) for kind, sender in SENDERS.items()
 }
+
+
+def channel_settings_problems(kind: str, settings: Mapping[str, Any]) -> list[Problem]:
+    """What is wrong with a channel's settings (config and secrets merged) by its sender's
+    declarations, judged as the import judges a channel section (unknown key, bad value,
+    missing required key), for the API and the admin: each problem's path is the key path
+    inside the settings (`format`, `recipients[1]`, `headers.X-Token`)."""
+    problems: list[Problem] = []
+    read_fields(dict(settings), CHANNEL_FIELDS[kind], "", problems, fill_defaults=False)
+    return problems
+
+
+def setting_name(path: str) -> str:
+    """The setting a problem's key path is in: `recipients[1]` -> `recipients`."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
 
 
 def channel_warnings(path: str, settings: Mapping[str, Any]) -> list[str]:

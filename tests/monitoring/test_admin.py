@@ -362,7 +362,7 @@ def channel_form(**overrides) -> dict:
         "key": "email",
         "kind": "email",
         "enabled": "on",
-        "config": '{"smtp_server": "127.0.0.1", "recipients": ["ops@example.com"]}',
+        "config": '{"smtp_server": "127.0.0.1", "from_email": "mon@example.com", "recipients": ["ops@example.com"]}',
         "rate_limit_per_minute": "",
         "template": "",
     }
