@@ -23,6 +23,7 @@ from .errors import ExecutionError, QueryTimeout
 CHUNK = 500  # series ids per IN (...) list on SQLite: well under its variable limit
 PG_CHUNK = 1000  # series per statement on PostgreSQL
 _PACKED_SAMPLE = np.dtype([("ts", ">i8"), ("value", ">f8")])  # int8send(ts) || float8send(value)
+_SQLITE_ROW = np.dtype([("series_id", "<i8"), ("ts", "<i8"), ("value", "<f8"), ("null", "?")])
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,30 +188,31 @@ def _load_postgres(
 def _load_sqlite(
     series_ids: list[int], lo_ms: int, hi_ms: int, *, deadline: float, limit: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows: list[tuple] = []
+    # Rows go straight into one structured array (np.fromiter, a C loop): unzipping 144,100
+    # row tuples into three arrays in Python took ten times longer than the read. NaN is
+    # stored as NULL, which no NumPy number takes: the row says whether its value is NULL.
+    parts: list[np.ndarray] = []
+    total = 0
     with connection.cursor() as cursor:
         for start in range(0, len(series_ids), CHUNK):
             _remaining_ms(deadline)
             chunk = series_ids[start : start + CHUNK]
             placeholders = ",".join(["%s"] * len(chunk))
             cursor.execute(
-                "SELECT series_id, ts, value FROM monitoring_sample "  # noqa: S608 (placeholders only)
+                "SELECT series_id, ts, IFNULL(value, 0.0), value IS NULL FROM monitoring_sample "  # noqa: S608
                 f"WHERE series_id IN ({placeholders}) AND ts BETWEEN %s AND %s LIMIT %s",
-                [*chunk, lo_ms, hi_ms, limit + 1 - len(rows)],
+                [*chunk, lo_ms, hi_ms, limit + 1 - total],
             )
-            rows += cursor.fetchall()
-            if len(rows) > limit:
+            rows = cursor.fetchall()
+            parts.append(np.fromiter(rows, dtype=_SQLITE_ROW, count=len(rows)))
+            total += len(rows)
+            if total > limit:
                 raise _too_many(limit)
-    if not rows:
+    if not total:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.float64)
-    ids, stamps, values = zip(*rows, strict=True)
-    # NaN is stored as NULL: float(None) fails, so NULLs go through a float array of objects.
-    return (
-        np.fromiter(ids, dtype=np.int64, count=len(rows)),
-        np.fromiter(stamps, dtype=np.int64, count=len(rows)),
-        np.array(values, dtype=np.float64),
-    )
+    records = np.concatenate(parts)
+    return records["series_id"], records["ts"], np.where(records["null"], np.nan, records["value"])
 
 
 def select(selector: VectorSelector, lo_ms: int, hi_ms: int, *, deadline: float, limit: int,
