@@ -1,6 +1,8 @@
 """`/api/alert-rules`: rule configuration, and the silence, enable and disable actions."""
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Prefetch, ProtectedError
@@ -48,6 +50,9 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     """An alert rule, read and written. Channels and the escalation policy by key."""
 
     key = serializers.SlugField(max_length=100, required=False, help_text="Defaults to the name, slugified.")
+    metric = serializers.CharField(
+        max_length=200, allow_blank=True, help_text="Metric name; may be left out or empty for a rule with `expr`."
+    )
     comparison = serializers.ChoiceField(choices=Comparison.choices)
     severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.MEDIUM)
     threshold = serializers.FloatField()
@@ -99,6 +104,12 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "silenced_until", "last_evaluated_at", "created_at", "updated_at"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        expr = kwargs["data"].get("expr") if isinstance(kwargs.get("data"), Mapping) else None
+        if isinstance(expr, str) and expr.strip():
+            self.fields["metric"].required = False  # a PromQL rule reads what its expression names
+
     def get_silenced_until(self, rule: AlertRule) -> str | None:
         active = getattr(rule, "active_silences", None)
         if active is None:
@@ -132,6 +143,9 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         key = attrs.get("key")
         if key and AlertRule.objects.filter(key=key).exclude(pk=getattr(self.instance, "pk", None)).exists():
             raise serializers.ValidationError({"key": [f"A rule with key {key!r} exists already."]})
+        metric = attrs.get("metric", getattr(self.instance, "metric", ""))
+        if not metric and not attrs.get("expr", getattr(self.instance, "expr", "")).strip():
+            raise serializers.ValidationError({"metric": ["Give a metric, or a PromQL expression in `expr`."]})
         return attrs
 
 
@@ -210,7 +224,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
 
     @staticmethod
     def _warnings(rule: AlertRule) -> list[str]:
-        if Series.objects.filter(name=rule.metric).exists():
+        if rule.expr.strip() or Series.objects.filter(name=rule.metric).exists():
             return []
         return [f"No series of metric {rule.metric!r} has been stored yet; the rule matches nothing until one is."]
 

@@ -129,3 +129,20 @@ def test_import_takes_a_valid_expression(tmp_path):
     call_command("import_config", str(path), stdout=StringIO(), stderr=StringIO())
 
     assert AlertRule.objects.get(key="high_cpu_usage").expr == "avg(cpu_usage_percent) > 80"
+
+
+def test_api_rule_with_an_expression_needs_no_metric(client_for, users):
+    body = {"name": "Down", "comparison": ">", "threshold": 0, "expr": "up == 0"}
+
+    created = client_for("admin").post("/api/alert-rules", body, format="json")
+    neither = client_for("admin").post("/api/alert-rules", {**body, "key": "down-2", "expr": ""}, format="json")
+
+    assert created.status_code == 201, created.content
+    assert (created.json()["rule"]["metric"], created.json()["warnings"]) == ("", [])
+    assert neither.status_code == 400
+    assert neither.json()["error"]["details"]["metric"] == ["This field is required."]
+    rule_id = created.json()["rule"]["id"]
+    emptied = client_for("admin").patch(f"/api/alert-rules/{rule_id}", {"expr": ""}, format="json")
+    assert emptied.status_code == 400
+    assert emptied.json()["error"]["details"]["metric"] == ["Give a metric, or a PromQL expression in `expr`."]
+    assert AlertRule.objects.get().expr == "up == 0"
