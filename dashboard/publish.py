@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from monitoring.watchdog import flush_publish_failures, note_publish_failure
 
@@ -20,20 +21,30 @@ GROUP_METRICS = "metrics"
 GROUP_EVENTS = "events"
 
 publish_failures = 0
+# After a publish timed out (a Redis that hangs rather than refuses), this process drops its
+# publishes for this long instead of making every push and transition wait out the timeout.
+PAUSE_AFTER_TIMEOUT_S = 10.0
+_paused_until = 0.0
 
 
 def publish(group: str, event: str, payload: dict) -> bool:
     """Send one event to a group. A failed publish is logged and counted, never raised:
     the change itself is already stored, and pages re-sync on reconnect."""
-    global publish_failures
+    global publish_failures, _paused_until
     layer = get_channel_layer()
     if layer is None:
+        return False
+    if time.monotonic() < _paused_until:
+        publish_failures += 1
+        note_publish_failure()
         return False
     try:
         async_to_sync(layer.group_send)(group, {"type": "live.event", "event": event, "payload": payload})
     except Exception as exc:  # the channel layer (Redis) being away must not fail the caller
         publish_failures += 1
         note_publish_failure()
+        if isinstance(exc, TimeoutError | RedisTimeoutError):
+            _paused_until = time.monotonic() + PAUSE_AFTER_TIMEOUT_S
         log.warning("publish to %s failed: %s: %s", group, exc.__class__.__name__, exc)
         return False
     flush_publish_failures()  # failures counted while Redis was away reach the shared counter

@@ -377,3 +377,48 @@ def test_publish_failures_during_the_outage_reach_the_shared_counter_after_it(ow
     own_redis.start()
     assert publish("alerts", "alert.changed", {"id": 3}) is True  # flushes what this process counted
     assert int(redis_client().get(watchdog.PUBLISH_FAILURES_KEY)) == 2
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never answers: a Redis that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for sock in self.accepted:
+            sock.close()
+
+
+def test_a_hanging_redis_times_out_one_publish_then_publishing_pauses(settings, monkeypatch):
+    from dashboard import publish as publishing
+
+    monkeypatch.setattr(publishing, "_paused_until", 0.0)
+    server = SilentServer()
+    try:
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                **settings.CHANNEL_LAYERS["default"],
+                "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{server.port}/0", "socket_timeout": 0.5}]},
+            }
+        }
+        failures = publishing.publish_failures
+        assert publishing.publish("alerts", "alert.changed", {"id": 1}) is False  # times out
+        connections_tried = len(server.accepted)
+        assert connections_tried >= 1
+        assert publishing.publish("alerts", "alert.changed", {"id": 2}) is False  # paused: not even tried
+        assert len(server.accepted) == connections_tried
+        assert publishing.publish_failures == failures + 2
+    finally:
+        server.close()
