@@ -2,7 +2,6 @@
 overlapping, a message delivered twice) does nothing; the next window runs again."""
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from alerts.tasks import evaluate_rules_task
 from monitoring.models import GlobalSettings, PeriodicRun, Sample
 from monitoring.periodic import WINDOW_HEADER, claim_window, job_interval, run_in_window, window_start
 from monitoring.tasks import collect_system_metrics_task
+from tests.alerts.test_concurrency import run_at_once, shared_db  # noqa: F401 (a fixture: threads on a real file or server)
 
 COLLECT = "monitoring.tasks.collect_system_metrics_task"
 EVALUATE = "alerts.tasks.evaluate_rules_task"
@@ -149,7 +149,7 @@ def test_the_interval_of_a_run_not_sent_by_beat_is_the_rows_then_the_global_sett
     assert job_interval("monitoring.tasks.scrape_target_batch_task") is None  # not periodic
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("shared_db")
 def test_concurrent_claims_of_one_window_have_one_winner():
     start = datetime.fromtimestamp(T0, UTC)
 
@@ -159,8 +159,7 @@ def test_concurrent_claims_of_one_window_have_one_winner():
         finally:
             connection.close()
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(claim, range(6)))
+    results = run_at_once(claim, threads=6)
 
     assert results.count(True) == 1
     assert PeriodicRun.objects.filter(job="job.raced").count() == 1
