@@ -393,3 +393,59 @@ def test_range_query_topk_chooses_per_step(load, range_query):
     load('v{k="a"}', [(0, 1), (60, 5)])
     load('v{k="b"}', [(0, 3), (60, 2)])
     assert range_query("topk(1, v)", 0, 60, 60) == {'v{k="a"}': [(60.0, 5.0)], 'v{k="b"}': [(0.0, 3.0)]}
+
+
+def _prometheus_rate(points: list[tuple[int, float]], t_ms: int, range_ms: int, is_rate: bool) -> float | None:
+    """Prometheus 2.42's extrapolatedRate for a counter at one step, transcribed operation by
+    operation (Python floats are the same IEEE doubles as Go's)."""
+    window = [(ms, value) for ms, value in points if t_ms - range_ms <= ms <= t_ms]
+    if len(window) < 2:
+        return None
+    result = window[-1][1] - window[0][1]
+    last_value = 0.0
+    for _, value in window:
+        if value < last_value:
+            result += last_value
+        last_value = value
+    to_start = (window[0][0] - (t_ms - range_ms)) / 1000
+    to_end = (t_ms - window[-1][0]) / 1000
+    sampled = (window[-1][0] - window[0][0]) / 1000
+    average = sampled / (len(window) - 1)
+    if result > 0 and window[0][1] >= 0:
+        to_zero = sampled * (window[0][1] / result)
+        if to_zero < to_start:
+            to_start = to_zero
+    threshold = average * 1.1
+    interval = sampled + (to_start if to_start < threshold else average / 2)
+    interval += to_end if to_end < threshold else average / 2
+    factor = interval / sampled
+    if is_rate:
+        factor /= range_ms / 1000
+    return result * factor
+
+
+@pytest.mark.parametrize("function", ["rate", "increase"])
+def test_rate_over_many_steps_agrees_with_prometheus_arithmetic_to_the_last_bit(load, function: str) -> None:
+    import numpy as np
+
+    from .conftest import T0, evaluate
+
+    # Windows of 1m holding no reset, one, or two (every 30-40 s); a series without resets;
+    # one with a single sample (never a rate).
+    resets = [(0, 7.3), (15, 9.1), (30, 1.2), (45, 3.3), (60, 0.7), (75, 2.9), (90, 4.4), (105, 0.1), (120, 1.9),
+              (135, 2.35), (150, 6.7)]  # fmt: skip
+    steady = [(t, 0.37 * t + 1.1) for t in range(0, 151, 15)]
+    load('m{job="resets"}', resets)
+    load('m{job="steady"}', steady)
+    load('m{job="single"}', [(60, 3.0)])
+    steps = np.arange((T0 - 30) * 1000, (T0 + 181) * 1000, 5_000, dtype=np.int64)
+    vector = evaluate(f"{function}(m[1m])", steps)
+    results = {item.labels["job"]: item for item in vector.series}
+    assert set(results) == {"resets", "steady"}
+    for job, points in (("resets", resets), ("steady", steady)):
+        stored = [((T0 + t) * 1000, float(v)) for t, v in points]
+        for index, t_ms in enumerate(steps.tolist()):
+            expected = _prometheus_rate(stored, t_ms, 60_000, is_rate=function == "rate")
+            assert bool(results[job].present[index]) == (expected is not None), (job, t_ms)
+            if expected is not None:
+                assert results[job].values[index] == expected, (job, t_ms)  # exactly, not approximately
