@@ -218,6 +218,8 @@ class AlertRuleAdmin(AuditedModelAdmin):
 
     @admin.display(description="condition")
     def condition(self, obj: AlertRule) -> str:
+        if obj.expr.strip():
+            return obj.expr
         return f"{obj.metric} {obj.comparison} {obj.threshold:g}"
 
     @admin.display(description="would have fired")

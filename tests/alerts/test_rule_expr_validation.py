@@ -146,3 +146,13 @@ def test_api_rule_with_an_expression_needs_no_metric(client_for, users):
     assert emptied.status_code == 400
     assert emptied.json()["error"]["details"]["metric"] == ["Give a metric, or a PromQL expression in `expr`."]
     assert AlertRule.objects.get().expr == "up == 0"
+
+
+def test_admin_rule_list_shows_a_promql_rule_by_its_expression(root):
+    AlertRule.objects.create(name="Down", key="down", metric="", comparison=">", threshold=0, expr="up == 0")
+    AlertRule.objects.create(name="Hot", key="hot", metric="temperature", comparison=">", threshold=80)
+
+    body = root.get(reverse("admin:alerts_alertrule_changelist")).content.decode()
+
+    assert '<td class="field-condition">up == 0</td>' in body
+    assert '<td class="field-condition">temperature &gt; 80</td>' in body
