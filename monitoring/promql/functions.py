@@ -17,46 +17,21 @@ def _windows(ts: np.ndarray, t_eff: np.ndarray, range_ms: int) -> tuple[np.ndarr
     return np.searchsorted(ts, t_eff - range_ms, side="left"), np.searchsorted(ts, t_eff, side="right")
 
 
-def _stacked_windows(
-    series: list, t_eff: np.ndarray, range_ms: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The samples of every series one after the other (times, values), and per series and
-    step (rows, columns) the index range [lo, hi) of its window in them: what follows is
-    computed for all series at once instead of series by series."""
-    ts = np.concatenate([data.ts for data in series])
-    values = np.concatenate([data.values for data in series])
-    lo = np.empty((len(series), len(t_eff)), dtype=np.intp)
-    hi = np.empty_like(lo)
-    offset = 0
-    for row, data in enumerate(series):
-        lo[row], hi[row] = _windows(data.ts, t_eff, range_ms)
-        lo[row] += offset
-        hi[row] += offset
-        offset += len(data.ts)
-    return ts, values, lo, hi
-
-
 def _add_counter_resets(result: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, ok: np.ndarray):
     """Add, per step, the value before each drop within the window (a counter reset), in
-    sample order as Prometheus adds them. Windows without a drop are left as they are; a
-    window with one drop gets one addition, as in the loop that windows with more take."""
+    sample order as Prometheus adds them. Windows without a drop are left as they are."""
     drops = values[1:] < values[:-1]  # drops[j]: the counter fell between samples j and j + 1
     if not drops.any():
         return result
     before = np.concatenate(([0], np.cumsum(drops)))  # before[k]: drops between samples < k
     count = np.where(ok, before[np.maximum(hi - 1, lo)] - before[lo], 0)
     result = result.copy()
-    single = count == 1
-    if single.any():
-        at = np.flatnonzero(drops)
-        first_drop = at[np.searchsorted(at, lo[single])]  # the first drop at or after the window's start
-        result[single] = result[single] + values[first_drop]
-    for index in zip(*np.nonzero(count > 1), strict=True):
-        total = result[index]
-        for j in range(lo[index], hi[index] - 1):
+    for step in np.flatnonzero(count):
+        total = result[step]
+        for j in range(lo[step], hi[step] - 1):
             if values[j + 1] < values[j]:
                 total += values[j]
-        result[index] = total
+        result[step] = total
     return result
 
 
@@ -65,44 +40,45 @@ def extrapolated_rate(matrix: Matrix, steps: np.ndarray, *, is_counter: bool, is
     between the first and last sample of each window, corrected for counter resets, then
     extrapolated towards the window's ends: all the way when the first or last sample is
     within 1.1 average sample intervals of its end, else half an average interval; a counter
-    is never extrapolated below zero. At least two samples are needed. Computed for every
-    series and step at once (rows: series, columns: steps)."""
-    series = [data for data in matrix.series if len(data.ts) >= 2]
-    if not series:
-        return Vector([])
+    is never extrapolated below zero. At least two samples are needed."""
+    out: list[VSeries] = []
     t_eff = steps - matrix.offset_ms
     range_start = t_eff - matrix.range_ms
     range_seconds = matrix.range_ms / 1000
     with np.errstate(all="ignore"):
-        ts, values, lo, hi = _stacked_windows(series, t_eff, matrix.range_ms)
-        count = hi - lo
-        ok = count >= 2
-        first = np.where(ok, lo, 0)
-        last = np.where(ok, hi - 1, 0)
-        first_t, last_t, first_v = ts[first], ts[last], values[first]
-        result = values[last] - first_v
-        if is_counter:
-            result = _add_counter_resets(result, values, lo, hi, ok)
-        duration_to_start = (first_t - range_start).astype(np.float64) / 1000
-        duration_to_end = (t_eff - last_t).astype(np.float64) / 1000
-        sampled = (last_t - first_t).astype(np.float64) / 1000
-        average = sampled / np.where(ok, count - 1, 1).astype(np.float64)
-        if is_counter:
-            # Counters cannot be negative: extrapolate no further back than the time at
-            # which this slope would have started from zero.
-            duration_to_zero = sampled * (first_v / result)
-            closer = (result > 0) & (first_v >= 0) & (duration_to_zero < duration_to_start)
-            duration_to_start = np.where(closer, duration_to_zero, duration_to_start)
-        threshold = average * 1.1
-        interval = sampled + np.where(duration_to_start < threshold, duration_to_start, average / 2)
-        interval = interval + np.where(duration_to_end < threshold, duration_to_end, average / 2)
-        # One factor, then one multiplication: the order of Prometheus' operations, so
-        # the last bit agrees too (result * (i / s) / r can differ from result * (i / s / r)).
-        factor = interval / sampled
-        if is_rate:
-            factor = factor / range_seconds
-        result = result * factor
-    out = [VSeries(without_name(data.labels), result[row], ok[row]) for row, data in enumerate(series) if ok[row].any()]
+        for data in matrix.series:
+            ts, values = data.ts, data.values
+            lo, hi = _windows(ts, t_eff, matrix.range_ms)
+            count = hi - lo
+            ok = count >= 2
+            if not ok.any():
+                continue
+            first = np.where(ok, lo, 0)
+            last = np.where(ok, hi - 1, 0)
+            first_t, last_t, first_v = ts[first], ts[last], values[first]
+            result = values[last] - first_v
+            if is_counter:
+                result = _add_counter_resets(result, values, lo, hi, ok)
+            duration_to_start = (first_t - range_start).astype(np.float64) / 1000
+            duration_to_end = (t_eff - last_t).astype(np.float64) / 1000
+            sampled = (last_t - first_t).astype(np.float64) / 1000
+            average = sampled / np.where(ok, count - 1, 1).astype(np.float64)
+            if is_counter:
+                # Counters cannot be negative: extrapolate no further back than the time at
+                # which this slope would have started from zero.
+                duration_to_zero = sampled * (first_v / result)
+                closer = (result > 0) & (first_v >= 0) & (duration_to_zero < duration_to_start)
+                duration_to_start = np.where(closer, duration_to_zero, duration_to_start)
+            threshold = average * 1.1
+            interval = sampled + np.where(duration_to_start < threshold, duration_to_start, average / 2)
+            interval = interval + np.where(duration_to_end < threshold, duration_to_end, average / 2)
+            # One factor, then one multiplication: the order of Prometheus' operations, so
+            # the last bit agrees too (result * (i / s) / r can differ from result * (i / s / r)).
+            factor = interval / sampled
+            if is_rate:
+                factor = factor / range_seconds
+            result = result * factor
+            out.append(VSeries(without_name(data.labels), result, ok))
     return Vector(unique_series(out))
 
 
