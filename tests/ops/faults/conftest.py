@@ -26,17 +26,21 @@ def stack(template_database, tmp_path) -> Iterator[Stack]:
     # A short directory of its own: the embedded mode's unix socket lives in it, and
     # socket paths are limited to ~107 bytes.
     var_dir = Path(tempfile.mkdtemp(prefix="faults-", dir="/tmp"))
-    database_url = template_database.copy(var_dir)
-    redis = OwnRedis(var_dir, tcp=not settings.EMBEDDED_REDIS)
-    running = Stack(var_dir=var_dir, log_dir=tmp_path, database_url=database_url, redis=redis)
+    database_url = None
     try:
-        redis.start()
-        yield running
+        database_url = template_database.copy(var_dir)
+        redis = OwnRedis(var_dir, tcp=not settings.EMBEDDED_REDIS)
+        running = Stack(var_dir=var_dir, log_dir=tmp_path, database_url=database_url, redis=redis)
+        try:
+            redis.start()
+            yield running
+        finally:
+            running.close()
+            leftovers = running.leftovers()
     finally:
-        running.close()
-        leftovers = running.leftovers()
-        template_database.drop_copy(database_url)
         shutil.rmtree(var_dir, ignore_errors=True)
+        if database_url is not None:
+            template_database.drop_copy(database_url)
     assert leftovers == [], f"processes left running: {leftovers}"
 
 
