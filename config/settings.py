@@ -211,13 +211,7 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # A Redis that hangs must not hang every publish (and so every push and transition
-        # that announces itself) for the OS's TCP timeouts. The read timeout stays above the
-        # 5 s blocking pop with which consumers wait for messages.
-        "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
-            "prefix": env_str("CHANNEL_PREFIX", "mon"),
-        },
+        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": env_str("CHANNEL_PREFIX", "mon")},
     }
 }
 
