@@ -9,8 +9,8 @@ from tests.ops.harness import FAST_SETTINGS, wait_for, webhook_keys
 pytestmark = pytest.mark.fault
 
 IN_FLIGHT = 50
-SEND_TIMEOUT = 3  # the channel's timeout: the lease is this plus the outbox's margin
-RECEIVER_DELAY = 2.0  # the receiver holds each request this long before answering
+SEND_TIMEOUT = 6  # the channel's timeout: the lease is this plus the outbox's margin
+RECEIVER_DELAY = 4.0  # the receiver holds each request this long before answering
 
 
 def test_notifications_of_a_killed_worker_are_delivered_by_another_after_the_lease(stack, webhook_receiver):
