@@ -211,7 +211,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": env_str("CHANNEL_PREFIX", "mon")},
+        # A Redis host that does not answer must not hold every publish for the OS's TCP
+        # connect timeout (minutes). (A read timeout here makes the consumers hang: none.)
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}],
+            "prefix": env_str("CHANNEL_PREFIX", "mon"),
+        },
     }
 }
 
