@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import partial
 
+import numpy as np
 from django.db import connection, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
@@ -232,6 +233,8 @@ def ingest_samples(samples: Sequence[SampleIn], *, now: datetime | None = None) 
     batch is harmless; it counts as accepted again. After the commit the alert engine and
     the dashboard's Metrics pages hear which metrics changed."""
     started = time.perf_counter()
+    if not isinstance(samples, Sequence):
+        samples = list(samples)  # a stale series cache makes validation read it twice
     now = now or timezone.now()
     now_ms = int(now.timestamp() * 1000)
     window = (now_ms - _retention_days() * 86_400_000, now_ms + MAX_FUTURE_MS)
@@ -366,23 +369,29 @@ def _store(batch: _Batch) -> None:
 
         storage.insert_samples(refs, timestamps, values)
 
-        # Newest sample per series; among equal timestamps the first one is the one stored.
-        newest: dict[int, int] = {}
-        for position, (series_id, ms) in enumerate(zip(refs, timestamps, strict=True)):
-            best = newest.get(series_id)
-            if best is None or ms > timestamps[best]:
-                newest[series_id] = position
-        series_ids = sorted(newest)
-        missing = storage.update_last_values(
-            series_ids,
-            [timestamps[newest[series_id]] for series_id in series_ids],
-            [values[newest[series_id]] for series_id in series_ids],
-        )
+        series_ids, newest_ts, newest_values = _newest_per_series(refs, timestamps, values)
+        missing = storage.update_last_values(series_ids, newest_ts, newest_values)
         if missing:
             # Only a cached id can be missing: the others were found in this transaction.
             raise _StaleSeriesCache(missing)
         if found:
             transaction.on_commit(partial(_remember_series, found))
+
+
+def _newest_per_series(
+    series_ids: list[int], timestamps: list[int], values: list[float | None]
+) -> tuple[list[int], list[int], list[float | None]]:
+    """Each series' newest sample in the batch, in ascending series id order; among equal
+    timestamps the first one (the one stored). One NumPy sort instead of a loop per sample."""
+    ids = np.array(series_ids, dtype=np.int64)
+    stamps = np.array(timestamps, dtype=np.int64)
+    # lexsort's last key sorts first: by id, then newest first, then by position.
+    order = np.lexsort((np.arange(len(ids)), -stamps, ids))
+    ordered = ids[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    chosen = order[first]
+    return ids[chosen].tolist(), stamps[chosen].tolist(), [values[i] for i in chosen.tolist()]
 
 
 def count_rejected(reasons: Iterable[str]) -> None:

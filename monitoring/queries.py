@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Avg, BigIntegerField, Count, ExpressionWrapper, F, Max, Min, QuerySet, Window
 
 from .models import Sample, Series
@@ -127,15 +128,21 @@ def _labels_of(keys: list[tuple[int, str]], page: QuerySet) -> dict[tuple[int, s
 def list_series(selector: SeriesSelector, *, limit: int, offset: int = 0) -> SeriesPage:
     """One page of the matching series with their last value. The total comes with the
     page (a window count); labels come from a per-process cache, or one more query for the
-    series not seen yet. At most three queries, whatever the page size."""
+    series not seen yet. At most three queries, whatever the page size. The page is read as
+    plain rows: a model instance or a converter call per row cost 10,000 series about
+    15 ms of Python, as much as the query."""
     queryset = select_series(selector)
-    rows = list(
-        queryset.annotate(total=Window(Count("*"))).values_list(
-            "id", "fingerprint", "name", "last_value", "last_ts", "total"
-        )[offset : offset + limit]
+    page = queryset[offset : offset + limit]
+    sql, params = (
+        page.annotate(total=Window(Count("*")))
+        .values_list("id", "fingerprint", "name", "last_value", "last_ts", "total")
+        .query.sql_with_params()
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     count = rows[0][-1] if rows else (queryset.count() if offset else 0)
-    labels = _labels_of([(row[0], row[1]) for row in rows], queryset[offset : offset + limit])
+    labels = _labels_of([(row[0], row[1]) for row in rows], page)
     # NaN is stored as NULL; a series without a last time has no last value at all. A
     # series deleted between the two queries has no labels and is left out.
     return SeriesPage(

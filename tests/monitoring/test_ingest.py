@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from alerts.triggers import DEBOUNCE_KEY
 from monitoring import ingest
@@ -416,3 +417,112 @@ def test_the_metrics_pages_hear_of_new_samples_after_commit(django_capture_on_co
 
     assert message["event"] == "metrics.changed"
     assert message["payload"]["metrics"] == ["published_metric_one", "published_metric_two"]
+
+
+# --- last values and the cost of a batch ---------------------------------------------------
+
+
+def last_of(device: str) -> tuple[float, int]:
+    series = Series.objects.get(labels__device_id=device)
+    return series.last_value, series.last_ts
+
+
+def test_out_of_order_batch_keeps_each_series_newest_sample():
+    batch = [
+        one(labels={"device_id": "a"}, value=3.0, timestamp=NOW_S - 10),
+        one(labels={"device_id": "b"}, value=5.0, timestamp=NOW_S - 40),
+        one(labels={"device_id": "a"}, value=1.0, timestamp=NOW_S - 30),
+        one(labels={"device_id": "a"}, value=9.0, timestamp=NOW_S - 5),
+        one(labels={"device_id": "b"}, value=6.0, timestamp=NOW_S - 50),
+        one(labels={"device_id": "a"}, value=2.0, timestamp=NOW_S - 20),
+        one(labels={"device_id": "a"}, value=8.0, timestamp=NOW_S - 5),  # same time: the first one stays
+    ]
+
+    ingest_samples(batch, now=NOW)
+
+    assert last_of("a") == (9.0, NOW_MS - 5_000)
+    assert last_of("b") == (5.0, NOW_MS - 40_000)
+    assert Sample.objects.get(series__labels__device_id="a", ts=NOW_MS - 5_000).value == 9.0
+
+
+def test_a_nan_sample_becomes_the_last_value_and_a_later_number_replaces_it():
+    ingest_samples([one(value=4.0, timestamp=NOW_S - 20), one(value=math.nan, timestamp=NOW_S - 10)], now=NOW)
+
+    value, ts = last_of("d-1")
+    assert math.isnan(value)
+    assert ts == NOW_MS - 10_000
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM monitoring_series")
+        assert cursor.fetchone() == (None,)  # NaN is NULL in the table, as in the sample
+
+    ingest_samples([one(value=5.0, timestamp=NOW_S)], now=NOW)
+    assert last_of("d-1") == (5.0, NOW_MS)
+
+
+def test_a_retried_older_batch_leaves_the_newer_last_value():
+    older = [one(labels={"device_id": f"d-{i}"}, value=float(i), timestamp=NOW_S - 60) for i in range(5)]
+    newer = [one(labels={"device_id": f"d-{i}"}, value=float(10 + i), timestamp=NOW_S) for i in range(5)]
+
+    ingest_samples(older, now=NOW)
+    ingest_samples(newer, now=NOW)
+    again = ingest_samples(older, now=NOW)  # the client never saw the first answer
+
+    assert again.accepted == 5
+    assert [last_of(f"d-{i}") for i in range(5)] == [(float(10 + i), NOW_MS) for i in range(5)]
+    assert Sample.objects.count() == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cached_batch_with_bad_samples_reports_each_by_index():
+    # Every series known: the batch starts on the whole-list path and must fall back to the
+    # per-sample rules when one sample is not the usual float at a good time.
+    labels = [{"device_id": f"cached-{i}"} for i in range(6)]
+    ingest_samples([one(labels=label, timestamp=NOW_S - 100) for label in labels], now=NOW)
+
+    result = ingest_samples(
+        [
+            one(labels=labels[0], value=1.0),
+            one(labels=labels[1], value=2),  # an int is a number
+            one(labels=labels[2], value=True),
+            one(labels=labels[3], timestamp=math.nan),
+            one(labels=labels[4], timestamp=NOW_S - 400 * 86400),
+            one(labels=labels[5], value=math.nan),
+        ],
+        now=NOW,
+    )
+
+    assert [(r.index, r.reason) for r in result.rejected] == [
+        (2, "invalid_value"),
+        (3, "invalid_timestamp"),
+        (4, "too_old"),
+    ]
+    assert result.accepted == 3
+    assert last_of("cached-1") == (2.0, NOW_MS)
+    assert math.isnan(last_of("cached-5")[0])
+    assert last_of("cached-2") == (1.0, NOW_MS - 100_000)
+
+
+def queries_for_cached_batch(size: int, timestamp: float) -> int:
+    batch = [one(labels={"device_id": f"count-{i}"}, value=float(i), timestamp=timestamp) for i in range(size)]
+    with CaptureQueriesContext(connection) as captured:
+        result = ingest_samples(batch, now=NOW)
+    assert result.accepted == size
+    return len(captured)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queries_per_batch_do_not_grow_with_the_batch_size():
+    # Every series cached: what is left is the transaction, the samples and the last values.
+    # Below COPY_MIN_ROWS a batch takes INSERT ... ON CONFLICT, at or above it COPY: each
+    # path is compared with itself at two sizes.
+    from monitoring.storage import COPY_MIN_ROWS
+
+    big = COPY_MIN_ROWS * 8
+    ingest_samples([one(labels={"device_id": f"count-{i}"}, timestamp=NOW_S - 100) for i in range(big)], now=NOW)
+
+    small_path = [queries_for_cached_batch(size, NOW_S - 50 + size / 1000) for size in (10, COPY_MIN_ROWS - 1)]
+    copy_path = [queries_for_cached_batch(size, NOW_S - 20 + size / 1000) for size in (COPY_MIN_ROWS, big)]
+
+    assert small_path[0] == small_path[1] <= 6
+    assert copy_path[0] == copy_path[1] <= 8
+    assert Series.objects.filter(last_ts=NOW_MS - 20_000 + big).count() == big
