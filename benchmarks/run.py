@@ -3,6 +3,9 @@ their figures. Not part of `make test`.
 
     .venv/bin/python benchmarks/run.py [NAME ...]      e.g. run.py ingest queries
 
+`scale` (bench_scale.py: the whole system with 5,000 devices for several minutes) runs only
+when named: `run.py scale` (its options: run bench_scale.py itself).
+
 The benchmarks run against PostgreSQL (the production database; each makes and drops a
 throwaway database): BENCH_DATABASE_URL, else DATABASE_URL when it names PostgreSQL, else
 postgres://postgres@127.0.0.1:5432/monitoring. REDIS_URL is passed on (unset: each starts
@@ -17,6 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/monitoring"
+# Run only when named: too long for every `make bench`.
+ON_REQUEST = {"bench_scale"}
 
 
 def database_url() -> str:
@@ -29,7 +34,9 @@ def database_url() -> str:
 
 def main(names: list[str]) -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
-    if names:
+    if not names:
+        scripts = [s for s in scripts if s.stem not in ON_REQUEST]
+    else:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names or s.stem in names]
         if not scripts:
             known = ", ".join(s.stem for s in HERE.glob("bench_*.py"))
