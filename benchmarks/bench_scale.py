@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,7 +39,9 @@ from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCRATCH = tempfile.mkdtemp(prefix="bench-scale-")
+# The spawned children (servers, fleet) import this module again: they reuse the parent's.
+SCRATCH = os.environ.get("BENCH_SCALE_SCRATCH") or tempfile.mkdtemp(prefix="bench-scale-")
+os.environ["BENCH_SCALE_SCRATCH"] = SCRATCH
 # Set before Django reads its settings: this run's own embedded Redis and secret key.
 os.environ.pop("REDIS_URL", None)
 os.environ["MONITORING_VAR_DIR"] = SCRATCH
@@ -363,7 +366,11 @@ def main() -> None:
     args = parser.parse_args()
     command = "benchmarks/bench_scale.py " + " ".join(sys.argv[1:])
 
+    finished = {"ok": False}
     with ExitStack() as stack:
+        # Runs last: the scratch directory goes once everything stopped, unless the run failed
+        # (then it keeps the processes' logs).
+        stack.callback(lambda: finished["ok"] and shutil.rmtree(SCRATCH, ignore_errors=True))
         stack.enter_context(common.redis_running())
         stack.enter_context(common.throwaway_database())
         print(f"{connection.vendor}: {common.load_average()}", flush=True)
@@ -440,6 +447,7 @@ def main() -> None:
             time.sleep(1)
 
         results = measure(report, hook_log, fleet_started, args)
+        finished["ok"] = True
         results["peak"] = peak
         text = render(results, args, command)
         print(text)
