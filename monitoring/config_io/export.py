@@ -80,7 +80,7 @@ def export_rule(rule: AlertRule) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": rule.name,
         "description": rule.description,
-        "metric_query": rule.metric,
+        **({"metric_query": rule.metric} if rule.metric or not rule.expr else {}),  # an expr rule may have none
         "threshold": _plain_number(rule.threshold),
         "comparison": rule.comparison,
         "severity": rule.severity,

@@ -134,7 +134,7 @@ def alert_expr(value: Any) -> str:
 RULE_FIELDS = {
     "name": Field(text(200, required=True), required=True),
     "description": Field(text(), default=""),
-    "metric_query": Field(metric_name, required=True),
+    "metric_query": Field(metric_name),  # required unless the rule has an expr (_read_rules)
     "threshold": Field(number, required=True),
     "comparison": Field(one_of(Comparison.values), required=True),
     "severity": Field(one_of(Severity.values), default=Severity.MEDIUM.value),
@@ -585,6 +585,8 @@ def _read_rules(
             reader.problem(
                 f"{path}.escalation_policy", f"{policy!r} is not an escalation policy in the file or the database"
             )
+        if "metric_query" not in data and not values.get("expr"):
+            reader.problem(f"{path}.metric_query", "is required (unless the rule has an expr)")
         values["metric"] = values.pop("metric_query", "")
         values["channels"] = tuple(values.pop("notification_channels", ()))
         rules.append(ObjectSpec(section="alert_rules", key=key, fields=values))

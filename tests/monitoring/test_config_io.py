@@ -569,3 +569,41 @@ def test_target_parents_may_come_after_their_children(tmp_path):
     assert MonitoringTarget.objects.get(slug="sensor_7").parent == MonitoringTarget.objects.get(slug="gateway_1")
     out, _ = run("export_config")
     assert yaml.safe_load(out)["monitoring_targets"]["sensor_7"]["parent"] == "gateway_1"
+
+
+def test_a_promql_rule_needs_no_metric_query_and_round_trips(tmp_path):
+    expr_rule = {
+        "name": "Fleet CPU",
+        "expr": 'avg by (site) (cpu_usage_percent{site!=""}) > 90',
+        "threshold": 0,
+        "comparison": ">",
+        "notification_channels": ["email"],
+    }
+    run("import_config", str(write_config(tmp_path, _set("alert_rules.fleet_cpu", expr_rule))))
+    rule = AlertRule.objects.get(key="fleet_cpu")
+    assert rule.metric == "" and rule.expr == expr_rule["expr"]
+    states = row_states()
+
+    out, _ = run("export_config", "--include-secrets")
+    exported = yaml.safe_load(out)["alert_rules"]["fleet_cpu"]
+    assert "metric_query" not in exported and exported["expr"] == expr_rule["expr"]
+    path = tmp_path / "export.yaml"
+    path.write_text(out)
+    again, _ = run("import_config", str(path))
+
+    assert "No changes" in again
+    assert row_states() == states
+
+
+def test_a_rule_with_neither_metric_query_nor_expr_is_refused(tmp_path):
+    rule = _rule()
+    del rule["metric_query"]
+    path = write_config(tmp_path, _set("alert_rules.no_query", rule))
+
+    err = StringIO()
+    with pytest.raises(CommandError) as refused:
+        call_command("import_config", str(path), stdout=StringIO(), stderr=err)
+
+    assert refused.value.returncode == 2
+    assert "alert_rules.no_query.metric_query: is required (unless the rule has an expr)" in err.getvalue()
+    assert not AlertRule.objects.filter(key="no_query").exists()
