@@ -10,6 +10,7 @@ from django.db import models
 from django.http import HttpRequest
 
 from monitoring.admin_audit import EnableDisableAdmin, ReadOnlyAdmin
+from monitoring.audit import MASK
 from monitoring.config_io.channels import channel_settings_problems, setting_name
 from monitoring.config_io.errors import Problem
 from monitoring.crypto import DecryptionError
@@ -32,6 +33,11 @@ SECRET_INPUTS: dict[str, str] = {
     for name in dict.fromkeys(n for names in SECRET_FIELDS.values() for n in names)
 }
 KEEP_HELP = "Write-only: leave empty to keep the stored value. Stored encrypted and never shown again."
+
+
+def _not_the_mask(value: str) -> None:
+    if value == MASK:
+        raise forms.ValidationError(f"{MASK} is how exports hide a secret, not a secret: give the real value.")
 
 
 def _secret_input_name(name: str) -> str:
@@ -64,6 +70,7 @@ class NotificationChannelForm(forms.ModelForm):
                 strip=False,
                 widget=forms.PasswordInput(render_value=False),
                 help_text=f"{kinds}. {KEEP_HELP}",
+                validators=[_not_the_mask],
             )
 
     def clean_new_headers(self) -> dict[str, str] | None:

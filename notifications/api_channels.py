@@ -13,7 +13,7 @@ from rest_framework import serializers, status, viewsets
 from alerts.api.common import audit_context
 from monitoring.api_frame import Conflict, ErrorSerializer, ok
 from monitoring.api_pagination import EnvelopePagination, order_by_param, ordering_parameter
-from monitoring.audit import changed_fields, record_audit, snapshot
+from monitoring.audit import MASK, changed_fields, record_audit, snapshot
 from monitoring.choices import AuditAction
 from monitoring.config_io.channels import CHANNEL_FIELDS, channel_settings_problems, setting_name
 from monitoring.crypto import DecryptionError
@@ -130,9 +130,24 @@ class ChannelSerializer(serializers.ModelSerializer):
         if HEADERS in given and not all(isinstance(v, str) for v in given[HEADERS].values()):
             raise serializers.ValidationError({"secrets": ["Header values are strings."]})
         stored = {} if attrs.pop("clear_secrets", False) or instance is None else _stored_secrets(instance)
-        secrets = {**stored, **secret_in_config, **given}
-        everything = merge_channel_settings(config, secrets)
         errors: dict[str, list[str]] = {}
+        incoming = {**secret_in_config, **given}
+        for name, value in incoming.items():
+            # The mask of an export means "the value stored", as import_config reads it.
+            if value == MASK:
+                if name in stored:
+                    incoming[name] = stored[name]
+                else:
+                    errors[field_path(name, raw_config, given)] = [f"is masked ({MASK}) but nothing is stored"]
+            elif name == HEADERS and isinstance(value, dict):
+                kept = stored.get(HEADERS) or {}
+                for header, header_value in value.items():
+                    if header_value == MASK and header not in kept:
+                        path = field_path(f"{HEADERS}.{header}", raw_config, given)
+                        errors[path] = [f"is masked ({MASK}) but nothing is stored"]
+                incoming[name] = {h: kept.get(h, v) if v == MASK else v for h, v in value.items()}
+        secrets = {**stored, **incoming}
+        everything = merge_channel_settings(config, secrets)
         missing = [name for name, spec in CHANNEL_FIELDS[kind].items() if spec.required and name not in everything]
         if missing:
             errors["config"] = [f"A {kind} channel needs {', '.join(missing)} (secrets may go in `secrets`)."]

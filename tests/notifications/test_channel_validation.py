@@ -281,3 +281,43 @@ def test_admin_saves_a_valid_channel_and_refuses_a_bad_change_of_it(admin_client
     assert form_errors(refused) == {"config": ["timeout: 301 is not a number of seconds above 0 and at most 300"]}
     channel.refresh_from_db()
     assert channel.config == settings and get_channel_secrets(channel)["signing_secret"] == "hmac"
+
+
+# --- the export's mask ---------------------------------------------------------------------------
+
+
+def test_api_reads_the_mask_as_the_stored_secret_and_refuses_it_when_nothing_is_stored(client_for):
+    admin = client_for("admin")
+    body = {"key": "hook", "name": "Hook", "kind": "webhook", "config": WEBHOOK}
+
+    refused = admin.post(CHANNELS, {**body, "secrets": {"signing_secret": "********"}}, format="json")
+    assert_refused(refused, "secrets.signing_secret", "is masked (********) but nothing is stored")
+    assert not NotificationChannel.objects.exists()
+
+    created = admin.post(
+        CHANNELS,
+        {**body, "secrets": {"signing_secret": "real", "headers": {"Authorization": "Bearer t0ken"}}},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    channel = NotificationChannel.objects.get(key="hook")
+    # What an export shows, sent back: the stored values stay.
+    masked = {"signing_secret": "********", "headers": {"Authorization": "********"}}
+    kept = admin.patch(f"{CHANNELS}/{channel.pk}", {"secrets": masked}, format="json")
+    assert kept.status_code == 200, kept.content
+    channel.refresh_from_db()
+    assert get_channel_secrets(channel) == {"signing_secret": "real", "headers": {"Authorization": "Bearer t0ken"}}
+
+    unknown_header = admin.patch(
+        f"{CHANNELS}/{channel.pk}", {"secrets": {"headers": {"X-Other": "********"}}}, format="json"
+    )
+    assert_refused(unknown_header, "secrets.headers.X-Other", "is masked (********) but nothing is stored")
+
+
+def test_admin_refuses_the_mask_as_a_secret(admin_client):
+    response = admin_client.post(ADD, form_data(WEBHOOK, new_signing_secret="********"))
+
+    assert form_errors(response) == {
+        "new_signing_secret": ["******** is how exports hide a secret, not a secret: give the real value."]
+    }
+    assert not NotificationChannel.objects.exists()
