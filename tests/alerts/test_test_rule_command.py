@@ -195,9 +195,9 @@ def test_rule_id_unknown_is_an_error() -> None:
         call_command("test_rule", rule_id=999999, stdout=StringIO())
 
 
-def replay_rule(rule_id: int, hours: float = 1) -> dict:
+def replay_rule(rule_id: int, hours: float = 1, until: str | None = None) -> dict:
     out = StringIO()
-    call_command("test_rule", rule_id=rule_id, hours=hours, stdout=out)
+    call_command("test_rule", rule_id=rule_id, hours=hours, until=until, stdout=out)
     return json.loads(out.getvalue())
 
 
@@ -218,8 +218,10 @@ def test_rule_id_replays_a_promql_rule_like_the_same_metric_rule() -> None:
     expr_rule = make_rule("cpu-promql", metric="", expr="cpu_usage_percent > 80", duration=120, evaluation_interval=60,
                           severity="high")  # fmt: skip
 
-    by_metric = replay_rule(metric_rule.id)
-    by_expr = replay_rule(expr_rule.id)
+    # One end for both, so a second ticking over between the replays cannot shift the steps.
+    until = now.replace(microsecond=0).isoformat()
+    by_metric = replay_rule(metric_rule.id, until=until)
+    by_expr = replay_rule(expr_rule.id, until=until)
 
     assert by_expr["rule"]["key"] == "cpu-promql" and by_expr["eval_interval_s"] == 60
     assert len(by_expr["timeline"]) == 61
@@ -268,3 +270,24 @@ def test_rule_id_of_a_promql_rule_that_fails_on_the_data_is_an_error() -> None:
                                            "contain metrics with the same labelset") as exc:  # fmt: skip
         call_command("test_rule", rule_id=rule.id, hours=1, stdout=StringIO())
     assert exc.value.returncode == 1
+
+
+@pytest.mark.django_db
+def test_until_replays_up_to_a_given_time_and_a_bad_one_exits_2() -> None:
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=3)
+    points = [start + timedelta(minutes=m) for m in range(121)]
+    # Above the threshold only in the first hour: replaying that hour fires, the last hour not.
+    values = [(at, 95.0 if m < 60 else 10.0) for m, at in enumerate(points)]
+    store_samples("cpu_usage_percent", {"host": "gw-1"}, values)
+    rule = make_rule("cpu-until", duration=0, evaluation_interval=60)
+
+    first_hour = replay_rule(rule.id, until=(start + timedelta(minutes=59)).isoformat())
+    last_hour = replay_rule(rule.id, until=(start + timedelta(minutes=120)).isoformat())
+
+    assert first_hour["to"] == (start + timedelta(minutes=59)).isoformat()
+    assert any(entry["firing"] for entry in first_hour["timeline"])
+    assert not any(entry["firing"] for entry in last_hour["timeline"][2:])
+    with pytest.raises(CommandError) as raised:
+        replay_rule(rule.id, until="last tuesday")
+    assert raised.value.returncode == 2
+    assert "--until 'last tuesday' is not an ISO 8601 time" in str(raised.value)

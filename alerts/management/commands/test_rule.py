@@ -2,12 +2,13 @@
 from a scenario file (--scenario) or over stored history (--rule-id)."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from alerts.engine import RuleSpecError
 from alerts.evaluation import default_evaluation_interval, spec_for_rule
@@ -38,12 +39,18 @@ class Command(BaseCommand):
         source.add_argument("--scenario", metavar="FILE", help="A scenario file (alert-scenario-format.md).")
         source.add_argument("--rule-id", type=int, help="Replay a stored rule over stored samples.")
         parser.add_argument("--hours", type=float, default=24.0, help="With --rule-id: how far back (default 24).")
+        parser.add_argument(
+            "--until",
+            metavar="TIME",
+            help="With --rule-id: replay up to this ISO 8601 time (default now), e.g. 2026-11-28T06:00:00Z "
+            "for last night's incident.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["scenario"]:
             self.replay_scenario_file(Path(options["scenario"]))
         else:
-            self.replay_stored_rule(options["rule_id"], options["hours"])
+            self.replay_stored_rule(options["rule_id"], options["hours"], parse_until(options["until"]))
 
     def replay_scenario_file(self, path: Path) -> None:
         try:
@@ -66,7 +73,7 @@ class Command(BaseCommand):
                 f"{path}: the replay differs from `expected` in {len(differences)} place(s)", returncode=EXIT_DIFFERS
             )
 
-    def replay_stored_rule(self, rule_id: int, hours: float) -> None:
+    def replay_stored_rule(self, rule_id: int, hours: float, until: datetime | None) -> None:
         rule = AlertRule.objects.filter(pk=rule_id).first()
         if rule is None:
             raise CommandError(f"no alert rule with id {rule_id}")
@@ -76,7 +83,7 @@ class Command(BaseCommand):
             spec = spec_for_rule(rule)
         except RuleSpecError as exc:
             raise CommandError(f"rule {rule_id} cannot be evaluated: {exc}") from None
-        end = timezone.now().replace(microsecond=0)
+        end = (until or timezone.now()).replace(microsecond=0)
         interval = spec.evaluation_interval_s or default_evaluation_interval()
         try:
             steps = replay_stored_history(spec, start=end - timedelta(hours=hours), end=end, interval_s=interval)
@@ -90,3 +97,18 @@ class Command(BaseCommand):
             **timeline_document(steps),
         }
         self.stdout.write(json.dumps(document))
+
+
+def parse_until(raw: str | None) -> datetime | None:
+    """--until as an aware time (UTC when it names no offset); exit 2 when it is not a time."""
+    if raw is None:
+        return None
+    try:
+        parsed = parse_datetime(raw)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise CommandError(
+            f"--until {raw!r} is not an ISO 8601 time (e.g. 2026-11-28T06:00:00Z)", returncode=EXIT_MALFORMED
+        )
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
