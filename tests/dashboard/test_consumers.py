@@ -106,6 +106,25 @@ async def test_metrics_changed_is_published_at_most_once_a_second_per_metric(use
     await comm.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+@run_async
+async def test_a_metric_held_back_is_announced_when_its_second_is_over(users, monkeypatch) -> None:
+    # The last batch of a burst: held back by the once-a-second limit, then announced by
+    # the timer without another batch, so a chart never misses its newest samples.
+    monkeypatch.setattr(publish_module, "_metrics_last_published", {})
+    comm = communicator(users["viewer"], groups="metrics")
+    assert (await comm.connect())[0]
+    await comm.receive_json_from(timeout=5)
+    assert await sync_to_async(publish_metrics_changed)(["temp_celsius"])
+    assert not await sync_to_async(publish_metrics_changed)(["temp_celsius"])
+    first = await comm.receive_json_from(timeout=5)
+    trailing = await comm.receive_json_from(timeout=5)
+    assert first == {"event": "metrics.changed", "payload": {"metrics": ["temp_celsius"]}}
+    assert trailing == {"event": "metrics.changed", "payload": {"metrics": ["temp_celsius"]}}
+    assert await comm.receive_nothing(timeout=1.5)  # announced once, not again and again
+    await comm.disconnect()
+
+
 @pytest.mark.parametrize(
     ("origin", "host", "allowed"),
     [
