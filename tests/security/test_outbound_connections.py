@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,6 +48,14 @@ class CountingListener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def settled(self, expected: int, timeout: float = 5.0) -> int:
+        """The count once `expected` connections were accepted or `timeout` passed: a client
+        returns as soon as the kernel completed its connection, before this thread's accept."""
+        deadline = time.monotonic() + timeout
+        while self.accepted < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.accepted
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -200,7 +209,7 @@ def test_tcp_check_of_a_denied_address_fails_with_the_refusal_and_connects_nowhe
         outcome = run_one(check(CheckKind.TCP, host="127.0.0.1", port=server.port))
         assert outcome.status == HealthStatus.HEALTHY, outcome.message
         assert outcome.details["address"] == "127.0.0.1"
-        assert server.accepted == 1
+        assert server.settled(1) == 1
 
 
 def test_tcp_check_of_a_name_tries_its_checked_addresses_in_turn(settings) -> None:
@@ -210,12 +219,12 @@ def test_tcp_check_of_a_name_tries_its_checked_addresses_in_turn(settings) -> No
     with listener() as server:
         outcome = run_one(check(CheckKind.TCP, host="localhost", port=server.port))
         assert outcome.status == HealthStatus.HEALTHY, outcome.message
-        assert server.accepted == 1
+        assert server.settled(1) == 1
         settings.MONITORING_OUTBOUND_DENY = ["127.0.0.0/8"]
         outcome = run_one(check(CheckKind.TCP, host="localhost", port=server.port))
         assert outcome.status == HealthStatus.CRITICAL
         assert outcome.message.startswith("outbound connection to localhost (") and "127.0.0.0/8" in outcome.message
-        assert server.accepted == 1
+        assert server.settled(1) == 1
 
 
 @pytest.mark.django_db
@@ -243,7 +252,7 @@ def test_tls_check_of_a_denied_address_is_refused_before_the_handshake(settings,
         outcome = run_one(check(CheckKind.TLS_CERTIFICATE, host="127.0.0.1", port=server.port, **config))
         assert outcome.status == HealthStatus.HEALTHY, outcome.message
         assert outcome.details["subject"] == "CN=localhost"  # verified against server_name, not the address
-        assert server.accepted == 1
+        assert server.settled(1) == 1
 
 
 # --- DNS and ping checks -----------------------------------------------------------------------------
