@@ -36,38 +36,30 @@ def page_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return wrapped
 
 
-def operator_action(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """An action for operators and admins, refused (403) for anyone else whatever the page
-    showed them."""
+def _role_action(role: Role, refusal: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A POST-only action for `role` and above, refused (403) for anyone else whatever the
+    page showed them."""
 
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponse("Use POST.", status=405, headers={"Allow": "POST"})
-        if not request.user.is_authenticated:
-            return HttpResponse("Log in first.", status=403)
-        if not has_role(request.user, Role.OPERATOR):
-            return HttpResponse("Only operators and admins may do this.", status=403)
-        return view(request, *args, **kwargs)
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method != "POST":
+                return HttpResponse("Use POST.", status=405, headers={"Allow": "POST"})
+            if not request.user.is_authenticated:
+                return HttpResponse("Log in first.", status=403)
+            if not has_role(request.user, role):
+                return HttpResponse(refusal, status=403)
+            return view(request, *args, **kwargs)
 
-    return wrapped
+        return wrapped
+
+    return decorate
 
 
-def admin_action(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """An action that changes configuration (approving a discovered target), for admins
-    only: refused (403) for anyone else whatever the page showed them."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponse("Use POST.", status=405, headers={"Allow": "POST"})
-        if not request.user.is_authenticated:
-            return HttpResponse("Log in first.", status=403)
-        if not has_role(request.user, Role.ADMIN):
-            return HttpResponse("Only admins may do this.", status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapped
+# Acting on alerts and checks: operators and admins.
+operator_action = _role_action(Role.OPERATOR, "Only operators and admins may do this.")
+# Changing configuration (approving a discovered target): admins only.
+admin_action = _role_action(Role.ADMIN, "Only admins may do this.")
 
 
 class SafeEncoder(DjangoJSONEncoder):
